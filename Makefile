@@ -1,0 +1,59 @@
+# multihome: CNI plugins for the secondary networks of multihomed pods and VMs.
+# `make demo` and `make test` work on a fresh Debian 12 machine as root: both install what they need.
+
+SHELL        := /bin/bash
+CARGO        ?= cargo
+CNI_BIN_DIR  ?= /opt/cni/bin
+DESTDIR      ?=
+# The executables this suite installs.
+BINS         := static
+# Debian packages the build, the tests, the demo and the benchmarks need.
+DEB_PKGS     := iproute2 nftables golang-go golang-github-appc-cni-dev containernetworking-plugins
+
+export MULTIHOME_BIN_DIR := $(CURDIR)/target/release
+
+.PHONY: deps build install test demo bench clean fmt lint root
+
+## deps: apt-get update, then apt-get install of what is missing (idempotent)
+deps: root
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "make deps: all of $(DEB_PKGS) present"; fi
+
+## build: release executables in target/release
+build:
+	$(CARGO) build --release --workspace --bins
+
+## install: copy the executables into $(DESTDIR)$(CNI_BIN_DIR)
+install: build
+	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	for b in $(BINS); do install -m 0755 target/release/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
+
+## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers)
+test: deps build
+	$(CARGO) test --release --workspace
+
+## demo: the suite answering a real runtime (libcni) in network namespaces
+demo: deps build
+	$(CARGO) run --release -q -p conformance-tests --bin multihome-demo
+
+## bench: whole-process benchmarks against the reference plugins; writes docs/benchmarks.md
+bench: deps build
+	$(CARGO) run --release -q -p conformance-tests --bin multihome-bench -- --write docs/benchmarks.md
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+
+root:
+	@if [ "$$(id -u)" != 0 ]; then echo "make: run as root: the tests create network namespaces and install Debian packages" >&2; exit 1; fi

@@ -1,0 +1,7 @@
+//! IP address management for the suite's IPAM executables: fixed addresses (`static`) now;
+//! ranges, exclusions, allocation and the stores of `whereabouts` as they arrive.
+//!
+//! This crate decides which addresses an attachment gets and records reservations; it must not
+//! configure interfaces (the main plugin does that with the result).
+
+pub mod fixed;
