@@ -10,7 +10,9 @@ BINS         := static
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 nftables golang-go golang-github-appc-cni-dev containernetworking-plugins
 
-export MULTIHOME_BIN_DIR := $(CURDIR)/target/release
+# .cargo/config.toml builds static executables for an explicit target, hence the triple.
+RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
+export MULTIHOME_BIN_DIR := $(RELEASE_DIR)
 
 .PHONY: deps build install test demo bench clean fmt lint root
 
@@ -24,14 +26,14 @@ deps: root
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "make deps: all of $(DEB_PKGS) present"; fi
 
-## build: release executables in target/release
+## build: release executables (static) in target/x86_64-unknown-linux-gnu/release
 build:
 	$(CARGO) build --release --workspace --bins
 
 ## install: copy the executables into $(DESTDIR)$(CNI_BIN_DIR)
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
-	for b in $(BINS); do install -m 0755 target/release/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
+	for b in $(BINS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
 
 ## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers)
 test: deps build

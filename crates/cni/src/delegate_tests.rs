@@ -144,6 +144,11 @@ fn missing_plugin_and_path_tricks_are_rejected_with_names() {
         "{}",
         e.msg
     );
-    assert_eq!(find("../bin/sh", std::slice::from_ref(&dir.0)).unwrap_err().code, 7);
+    assert_eq!(
+        find("../bin/sh", std::slice::from_ref(&dir.0))
+            .unwrap_err()
+            .code,
+        7
+    );
     assert_eq!(find("static", &[]).unwrap_err().code, 4);
 }

@@ -33,9 +33,11 @@ impl Command {
             "VERSION" => Command::Version,
             "STATUS" => Command::Status,
             "GC" => Command::Gc,
-            other => return Err(Error::invalid_env(format!(
+            other => {
+                return Err(Error::invalid_env(format!(
                 "unknown CNI_COMMAND: {other:?} (expected ADD, DEL, CHECK, VERSION, STATUS or GC)"
-            ))),
+            )))
+            }
         })
     }
 

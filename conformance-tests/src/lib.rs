@@ -1,0 +1,44 @@
+//! Black-box conformance harness for multihome's CNI plugins.
+//!
+//! This crate owns everything needed to run the built executables the way a
+//! CNI runtime does, without touching the host's network: self-deleting
+//! network namespaces ([`netns`]), locating our and the reference plugins
+//! ([`plugin`]), raw plugin invocations ([`exec`]), a Rust runtime with
+//! libcni's semantics ([`runtime`]), and a client built from the real
+//! libcni ([`libcni`]) to compare against, and benchmark support
+//! ([`mod@bench`]). The tests under `tests/` use it.
+//!
+//! Every entry point needs root; nothing is ever configured in the root
+//! network namespace: plugins run inside a node namespace the test owns.
+
+pub mod bench;
+pub mod cache;
+pub mod conflist;
+pub mod error;
+pub mod exec;
+pub mod libcni;
+pub mod netns;
+pub mod plugin;
+pub mod process;
+pub mod runtime;
+pub mod runtime_conf;
+pub mod tempdir;
+
+pub use error::CniError;
+pub use exec::{CniVars, Invocation};
+pub use libcni::LibcniClient;
+pub use netns::{Netns, Node};
+pub use plugin::{ours, reference, PluginDir};
+pub use process::Outcome;
+pub use runtime::{Call, Runtime};
+pub use runtime_conf::RuntimeConf;
+pub use tempdir::TempDir;
+
+/// Panics unless the harness runs as root: the tests cannot run without it
+/// and must fail loudly rather than skip.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "conformance tests need root (they create network namespaces); run them as root"
+    );
+}
