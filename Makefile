@@ -5,8 +5,10 @@ SHELL        := /bin/bash
 CARGO        ?= cargo
 CNI_BIN_DIR  ?= /opt/cni/bin
 DESTDIR      ?=
-# The executables this suite installs.
-BINS         := static
+SBIN_DIR     ?= /usr/local/sbin
+# The CNI executables this suite installs, and the operators' tools.
+BINS         := static whereabouts
+TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 nftables golang-go golang-github-appc-cni-dev containernetworking-plugins
 
@@ -30,10 +32,11 @@ deps: root
 build:
 	$(CARGO) build --release --workspace --bins
 
-## install: copy the executables into $(DESTDIR)$(CNI_BIN_DIR)
+## install: the CNI executables into $(DESTDIR)$(CNI_BIN_DIR), the tools into $(DESTDIR)$(SBIN_DIR)
 install: build
-	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(SBIN_DIR)
 	for b in $(BINS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
+	for b in $(TOOLS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(SBIN_DIR)/$$b; done
 
 ## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers)
 test: deps build

@@ -2,7 +2,9 @@
 //! Each test runs against every [`Subject`]; a plugin joins by adding one entry to `subjects()`.
 //! Plugins run inside a node namespace with a real container namespace, as a runtime runs them.
 
-use conformance_tests::{ours, CniVars, Invocation, Netns, Node, Outcome, PluginDir};
+use std::path::Path;
+
+use conformance_tests::{ours, CniVars, Invocation, Netns, Node, Outcome, PluginDir, TempDir};
 use serde_json::{json, Value};
 
 /// Every CNI version, oldest first.
@@ -14,22 +16,33 @@ const VERSIONS: [&str; 7] = [
 struct Subject {
     /// Executable name in the release directory.
     name: &'static str,
-    /// A valid configuration at `version`.
-    config: fn(version: &str) -> Value,
+    /// A valid configuration at `version`, keeping any state under `scratch`.
+    config: fn(scratch: &Path, version: &str) -> Value,
     /// IPAM plugins print the abbreviated result (no interfaces).
     ipam: bool,
 }
 
 fn subjects() -> Vec<Subject> {
-    vec![Subject {
-        name: "static",
-        config: |v| {
-            json!({"cniVersion": v, "name": "matrix", "type": "static", "ipam": {"type": "static",
+    vec![
+        Subject {
+            name: "static",
+            config: |_, v| {
+                json!({"cniVersion": v, "name": "matrix", "type": "static", "ipam": {"type": "static",
                 "addresses": [{"address": "10.77.0.5/24", "gateway": "10.77.0.1"}],
                 "routes": [{"dst": "0.0.0.0/0"}]}})
+            },
+            ipam: true,
         },
-        ipam: true,
-    }]
+        Subject {
+            name: "whereabouts",
+            config: |scratch, v| {
+                json!({"cniVersion": v, "name": "matrix", "type": "whereabouts", "ipam": {"type": "whereabouts",
+                "range": "10.78.0.0/24", "gateway": "10.78.0.1", "routes": [{"dst": "0.0.0.0/0"}],
+                "store_dir": scratch.join("store")}})
+            },
+            ipam: true,
+        },
+    ]
 }
 
 /// A node namespace, a container namespace and a CNI_PATH holding our executables.
@@ -37,6 +50,7 @@ struct Fixture {
     node: Node,
     container: Netns,
     plugins: PluginDir,
+    scratch: TempDir,
 }
 
 impl Fixture {
@@ -46,6 +60,7 @@ impl Fixture {
             node: Node::new("mx-node"),
             container: Netns::new("mx-ctr"),
             plugins: PluginDir::ours(&names),
+            scratch: TempDir::new("mx"),
         }
     }
 
@@ -62,6 +77,10 @@ impl Fixture {
 
     fn invoke(&self, s: &Subject, vars: &CniVars) -> Invocation {
         Invocation::new(ours(s.name)).in_node(&self.node).vars(vars)
+    }
+
+    fn config(&self, s: &Subject, version: &str) -> Value {
+        (s.config)(self.scratch.path(), version)
     }
 
     fn run(&self, s: &Subject, command: &str, cid: &str, conf: &Value) -> Outcome {
@@ -151,7 +170,7 @@ fn each_missing_required_variable_is_code_4_naming_it() {
         ("GC", &["CNI_PATH"][..]),
     ];
     for s in subjects() {
-        let conf = (s.config)("1.1.0");
+        let conf = f.config(&s, "1.1.0");
         for (verb, names) in required {
             for name in names {
                 for absent in ["unset", "empty"] {
@@ -174,7 +193,7 @@ fn each_missing_required_variable_is_code_4_naming_it() {
 fn invalid_container_id_interface_name_and_command_are_code_4() {
     let f = Fixture::new();
     for s in subjects() {
-        let conf = (s.config)("1.1.0");
+        let conf = f.config(&s, "1.1.0");
         let cases = [
             ("CNI_CONTAINERID", "-starts-with-dash"),
             ("CNI_CONTAINERID", "has space"),
@@ -199,7 +218,7 @@ fn unsupported_cni_version_is_code_1() {
     let f = Fixture::new();
     for s in subjects() {
         for bad in ["0.9.0", "2.0.0", "1.0"] {
-            let e = assert_error(&s, bad, &f.run(&s, "ADD", "c-ver", &(s.config)(bad)), 1);
+            let e = assert_error(&s, bad, &f.run(&s, "ADD", "c-ver", &f.config(&s, bad)), 1);
             assert!(e["msg"].as_str().unwrap().contains(bad), "{}: {e}", s.name);
         }
     }
@@ -216,7 +235,7 @@ fn verbs_below_their_version_are_code_1() {
             ("GC", "1.0.0"),
             ("GC", "0.4.0"),
         ] {
-            let out = f.run(&s, verb, "c-gate", &(s.config)(below));
+            let out = f.run(&s, verb, "c-gate", &f.config(&s, below));
             let e = assert_error(&s, &format!("{verb} at {below}"), &out, 1);
             assert_eq!(
                 e["cniVersion"], below,
@@ -231,7 +250,7 @@ fn verbs_below_their_version_are_code_1() {
 fn del_twice_and_del_of_something_never_added_succeed() {
     let f = Fixture::new();
     for s in subjects() {
-        let conf = (s.config)("1.0.0");
+        let conf = f.config(&s, "1.0.0");
         let added = f.run(&s, "ADD", "c-del-twice", &conf);
         assert!(added.ok(), "{}: {added}", s.name);
         for attempt in ["first DEL", "second DEL"] {
@@ -267,7 +286,7 @@ fn add_prints_the_result_in_each_requested_version() {
     for s in subjects() {
         for v in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
             let cid = format!("c-res-{}", v.replace('.', ""));
-            let out = f.run(&s, "ADD", &cid, &(s.config)(v));
+            let out = f.run(&s, "ADD", &cid, &f.config(&s, v));
             assert!(out.ok(), "{} at {v}: {out}", s.name);
             let r = out.json();
             assert_eq!(r["cniVersion"], v, "{}: {r}", s.name);
@@ -296,7 +315,7 @@ fn add_prints_the_result_in_each_requested_version() {
                 s.name
             );
             assert!(r["dns"].is_object(), "{} at {v}: dns: {r}", s.name);
-            assert!(f.run(&s, "DEL", &cid, &(s.config)(v)).ok());
+            assert!(f.run(&s, "DEL", &cid, &f.config(&s, v)).ok());
         }
     }
 }
@@ -305,7 +324,7 @@ fn add_prints_the_result_in_each_requested_version() {
 fn add_prints_0_2_0_results_as_ip4_and_ip6() {
     let f = Fixture::new();
     for s in subjects() {
-        let out = f.run(&s, "ADD", "c-legacy", &(s.config)("0.2.0"));
+        let out = f.run(&s, "ADD", "c-legacy", &f.config(&s, "0.2.0"));
         assert!(out.ok(), "{}: {out}", s.name);
         let r = out.json();
         assert_eq!(r["cniVersion"], "0.2.0");
@@ -315,7 +334,7 @@ fn add_prints_0_2_0_results_as_ip4_and_ip6() {
             "{}: {r}",
             s.name
         );
-        assert!(f.run(&s, "DEL", "c-legacy", &(s.config)("0.2.0")).ok());
+        assert!(f.run(&s, "DEL", "c-legacy", &f.config(&s, "0.2.0")).ok());
     }
 }
 
@@ -323,7 +342,7 @@ fn add_prints_0_2_0_results_as_ip4_and_ip6() {
 fn check_with_the_add_result_status_and_gc_succeed() {
     let f = Fixture::new();
     for s in subjects() {
-        let mut conf = (s.config)("1.1.0");
+        let mut conf = f.config(&s, "1.1.0");
         let added = f.run(&s, "ADD", "c-check", &conf);
         assert!(added.ok(), "{}: {added}", s.name);
         conf["prevResult"] = added.json();
@@ -335,10 +354,10 @@ fn check_with_the_add_result_status_and_gc_succeed() {
         );
         let status = f
             .invoke(&s, &CniVars::command("STATUS"))
-            .stdin_json(&(s.config)("1.1.0"))
+            .stdin_json(&f.config(&s, "1.1.0"))
             .run();
         assert!(status.ok(), "{}: STATUS: {status}", s.name);
-        let mut gc_conf = (s.config)("1.1.0");
+        let mut gc_conf = f.config(&s, "1.1.0");
         gc_conf["cni.dev/valid-attachments"] = json!([]);
         let gc_vars = CniVars {
             path: f.plugins.path().display().to_string(),
@@ -346,6 +365,6 @@ fn check_with_the_add_result_status_and_gc_succeed() {
         };
         let gc = f.invoke(&s, &gc_vars).stdin_json(&gc_conf).run();
         assert!(gc.ok(), "{}: GC: {gc}", s.name);
-        assert!(f.run(&s, "DEL", "c-check", &(s.config)("1.1.0")).ok());
+        assert!(f.run(&s, "DEL", "c-check", &f.config(&s, "1.1.0")).ok());
     }
 }

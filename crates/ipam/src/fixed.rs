@@ -25,8 +25,9 @@ struct StaticConf {
     dns: Option<Dns>,
 }
 
-#[derive(Debug, Deserialize)]
-struct AddressEntry {
+/// One `ipam.addresses` entry, as `static` and `whereabouts` both accept it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AddressEntry {
     address: String,
     #[serde(default)]
     gateway: Option<String>,
@@ -80,8 +81,9 @@ fn address_list(source: &str, value: &Value) -> Result<Vec<IpConfig>, Error> {
         .collect()
 }
 
-fn config_addresses(conf: &StaticConf) -> Result<Vec<IpConfig>, Error> {
-    conf.addresses
+/// `ipam.addresses` entries parsed; errors name `ipam.addresses[i].address` / `.gateway`.
+pub(crate) fn config_addresses(entries: &[AddressEntry]) -> Result<Vec<IpConfig>, Error> {
+    entries
         .iter()
         .enumerate()
         .map(|(i, entry)| {
@@ -101,7 +103,7 @@ fn config_addresses(conf: &StaticConf) -> Result<Vec<IpConfig>, Error> {
 }
 
 /// Appends CNI_ARGS `IP=` addresses and applies `GATEWAY=` to every address containing it.
-fn apply_cni_args(addresses: &mut Vec<IpConfig>, args: &CniArgs) -> Result<(), Error> {
+pub(crate) fn apply_cni_args(addresses: &mut Vec<IpConfig>, args: &CniArgs) -> Result<(), Error> {
     if let Some(ips) = args.get("IP").filter(|s| !s.is_empty()) {
         for item in ips.split(',') {
             let address = parse_address("CNI_ARGS IP entry", item)?;
@@ -147,7 +149,7 @@ fn routes(conf: &StaticConf) -> Result<Vec<Route>, Error> {
 /// The addresses, routes and DNS this call gets; nothing is reserved anywhere.
 pub fn resolve(conf: &NetConf, args: &CniArgs) -> Result<CniResult, Error> {
     let sconf: StaticConf = conf.ipam_typed()?;
-    let mut ips = config_addresses(&sconf)?;
+    let mut ips = config_addresses(&sconf.addresses)?;
     apply_cni_args(&mut ips, args)?;
     if let Some(list) = conf.args_cni("ips").filter(|v| !is_empty_list(v)) {
         ips = address_list("args.cni.ips", list)?;

@@ -1,0 +1,187 @@
+//! `multihome-ipam`: the operators' view of the whereabouts store, for the day something leaked.
+#![allow(clippy::print_stdout)] // a command-line tool prints its answers
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ipam::file_store::{FileStore, DEFAULT_STORE_DIR};
+use ipam::store::{PoolId, Reservation, Store};
+
+#[derive(Parser)]
+#[command(about = "Inspect and repair multihome's whereabouts reservations")]
+struct Cli {
+    /// The store directory (the `store_dir` of the IPAM config).
+    #[arg(long, default_value = DEFAULT_STORE_DIR)]
+    store_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the pools (one per network_name, or per range without overlapping ranges).
+    Pools,
+    /// List reservations: address, container ID, interface, pod.
+    List {
+        /// Only this network_name ("" is the default network).
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show who holds an address.
+    Who {
+        /// The address.
+        ip: IpAddr,
+    },
+    /// Release an address whoever holds it.
+    Release {
+        /// The address.
+        ip: IpAddr,
+        /// Its network_name, when several networks hold that address.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Release every reservation of a network whose attachment is not listed as valid.
+    Gc {
+        /// The network_name to collect.
+        #[arg(long, default_value = "")]
+        network: String,
+        /// A valid attachment as CONTAINER_ID/IFNAME; repeat for each.
+        #[arg(long = "valid", value_name = "CONTAINER_ID/IFNAME")]
+        valid: Vec<String>,
+        /// Release everything when no valid attachment is given (guards against a forgotten list).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Parse every file of the store and report damage.
+    Verify,
+}
+
+fn pool_label(p: &PoolId) -> String {
+    match &p.range {
+        Some(r) => format!("{:?} range {r}", p.network),
+        None => format!("{:?}", p.network),
+    }
+}
+
+fn row(pool: &PoolId, r: &Reservation) -> String {
+    format!(
+        "{:<40} {:<28} {:<66} {:<15} {}",
+        pool_label(pool),
+        r.ip,
+        r.owner.container_id,
+        r.owner.ifname,
+        r.owner.pod_ref.as_deref().unwrap_or("-")
+    )
+}
+
+fn holders(
+    store: &FileStore,
+    ip: IpAddr,
+    network: Option<&str>,
+) -> Result<Vec<(PoolId, Reservation)>> {
+    let mut out = Vec::new();
+    for pool in store
+        .pools()?
+        .into_iter()
+        .filter(|p| network.is_none_or(|n| p.network == n))
+    {
+        out.extend(
+            store
+                .list(&pool)?
+                .into_iter()
+                .filter(|r| r.ip == ip)
+                .map(|r| (pool.clone(), r)),
+        );
+    }
+    Ok(out)
+}
+
+fn parse_valid(items: &[String]) -> Result<BTreeSet<(String, String)>> {
+    items
+        .iter()
+        .map(|v| match v.rsplit_once('/') {
+            Some((cid, ifname)) if !cid.is_empty() && !ifname.is_empty() => {
+                Ok((cid.to_string(), ifname.to_string()))
+            }
+            _ => bail!("--valid {v:?}: expected CONTAINER_ID/IFNAME"),
+        })
+        .collect()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let store = FileStore::new(&cli.store_dir);
+    match cli.command {
+        Command::Pools => {
+            for pool in store.pools()? {
+                println!(
+                    "{:<40} {} reservation(s)",
+                    pool_label(&pool),
+                    store.list(&pool)?.len()
+                );
+            }
+        }
+        Command::List { network } => {
+            for pool in store
+                .pools()?
+                .into_iter()
+                .filter(|p| network.as_ref().is_none_or(|n| &p.network == n))
+            {
+                for r in store.list(&pool)? {
+                    println!("{}", row(&pool, &r));
+                }
+            }
+        }
+        Command::Who { ip } => {
+            let found = holders(&store, ip, None)?;
+            if found.is_empty() {
+                bail!("{ip} is not reserved in {}", cli.store_dir.display());
+            }
+            for (pool, r) in found {
+                println!("{}", row(&pool, &r));
+            }
+        }
+        Command::Release { ip, network } => {
+            let found = holders(&store, ip, network.as_deref())?;
+            if found.len() > 1 {
+                bail!(
+                    "{ip} is reserved in {} networks; name one with --network",
+                    found.len()
+                );
+            }
+            let Some((pool, r)) = found.into_iter().next() else {
+                bail!("{ip} is not reserved")
+            };
+            store
+                .release_ip(&pool, ip, &r.owner)
+                .with_context(|| format!("releasing {ip}"))?;
+            println!("released {}", row(&pool, &r));
+        }
+        Command::Gc {
+            network,
+            valid,
+            all,
+        } => {
+            if valid.is_empty() && !all {
+                bail!("no --valid attachment given: pass --all to release every reservation of {network:?}");
+            }
+            let valid = parse_valid(&valid)?;
+            let mut freed = 0;
+            for pool in store.pools()?.into_iter().filter(|p| p.network == network) {
+                for r in store.gc(&pool, &valid)? {
+                    println!("released {}", row(&pool, &r));
+                    freed += 1;
+                }
+            }
+            println!("{freed} reservation(s) released");
+        }
+        Command::Verify => println!("{} file(s) parsed, no damage", store.verify()?),
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    run(Cli::parse())
+}

@@ -1,0 +1,401 @@
+//! `whereabouts` IPAM on the embedded file store, run as a runtime runs it (processes inside a
+//! node namespace), with the store's content read back through the operators' tool.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use conformance_tests::{
+    ours, CniVars, Invocation, LibcniClient, Netns, Node, Outcome, PluginDir, Runtime, RuntimeConf,
+    TempDir,
+};
+use serde_json::{json, Value};
+
+/// A node, a container namespace and a store directory.
+struct Lab {
+    node: Node,
+    ctr: Netns,
+    scratch: TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab {
+            node: Node::new("wb-node"),
+            ctr: Netns::new("wb-ctr"),
+            scratch: TempDir::new("wb"),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.scratch.join("store")
+    }
+
+    /// A whereabouts config (version 1.1.0) with `ipam` keys merged over the defaults.
+    fn conf(&self, ipam: Value) -> Value {
+        let mut i = json!({"type": "whereabouts", "store_dir": self.store()});
+        i.as_object_mut()
+            .unwrap()
+            .extend(ipam.as_object().cloned().unwrap_or_default());
+        json!({"cniVersion": "1.1.0", "name": "wb-net", "type": "whereabouts", "ipam": i})
+    }
+
+    fn call(&self, command: &str, cid: &str, ifname: &str, args: &str, conf: &Value) -> Outcome {
+        let vars = CniVars {
+            command: command.into(),
+            container_id: cid.into(),
+            netns: self.ctr.path().display().to_string(),
+            ifname: ifname.into(),
+            args: args.into(),
+            path: String::new(),
+        };
+        Invocation::new(ours("whereabouts"))
+            .in_node(&self.node)
+            .vars(&vars)
+            .stdin_json(conf)
+            .run()
+    }
+
+    fn add(&self, cid: &str, conf: &Value) -> Outcome {
+        self.call("ADD", cid, "net1", "", conf)
+    }
+
+    /// The store's reservations as (ip, container ID), through `multihome-ipam list`.
+    fn reservations(&self) -> Vec<(String, String)> {
+        let out = ipam_tool(&self.store(), &["list"]);
+        out.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[1].to_string(), f[2].to_string())
+            })
+            .collect()
+    }
+}
+
+fn ipam_tool(store: &Path, args: &[&str]) -> String {
+    let out = Command::new(ours("multihome-ipam"))
+        .arg("--store-dir")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "multihome-ipam {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip_of(out: &Outcome) -> String {
+    assert!(out.ok(), "{out}");
+    out.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn lowest_free_address_skips_network_gateway_and_excludes() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.80.0.0/24", "gateway": "10.80.0.1", "exclude": ["10.80.0.2/31", "10.80.0.5"]}));
+    let got: Vec<String> = (0..3)
+        .map(|i| ip_of(&lab.add(&format!("c{i}"), &conf)))
+        .collect();
+    assert_eq!(got, ["10.80.0.4/24", "10.80.0.6/24", "10.80.0.7/24"]);
+    let r = lab.add("c0", &conf).json();
+    assert_eq!(
+        r["ips"][0],
+        json!({"address": "10.80.0.4/24", "gateway": "10.80.0.1"})
+    );
+    assert_eq!(
+        lab.reservations().len(),
+        3,
+        "a repeated ADD reserves nothing new"
+    );
+}
+
+#[test]
+fn host_local_spellings_are_honoured_and_the_gateway_never_handed_out() {
+    // whereabouts ignores rangeStart/rangeEnd and hands out the gateway (#601).
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.81.0.0/24", "rangeStart": "10.81.0.10", "rangeEnd": "10.81.0.12", "gateway": "10.81.0.11"}));
+    assert_eq!(ip_of(&lab.add("a", &conf)), "10.81.0.10/24");
+    assert_eq!(ip_of(&lab.add("b", &conf)), "10.81.0.12/24");
+    let full = lab.add("c", &conf);
+    assert_eq!(full.error_code(), Some(102), "{full}");
+    let msg = full.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("10.81.0.0/24") && msg.contains("all 2"),
+        "names the range and how full: {msg}"
+    );
+    assert_eq!(lab.reservations().len(), 2, "a failed ADD changes nothing");
+}
+
+#[test]
+fn a_restarted_sandbox_of_the_same_pod_gets_its_address_on_a_full_pool() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.82.0.8/30"}));
+    let pod = "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=vm-a";
+    let first = lab.call("ADD", "sandbox-1", "net1", pod, &conf);
+    assert_eq!(ip_of(&lab.add("other", &conf)), "10.82.0.10/30");
+    assert_eq!(
+        lab.add("third", &conf).error_code(),
+        Some(102),
+        "the /30 is full"
+    );
+    let again = lab.call("ADD", "sandbox-2", "net1", pod, &conf);
+    assert_eq!(ip_of(&again), ip_of(&first));
+    // The reservation moved to the new sandbox: the old sandbox's late DEL must not free it.
+    assert!(lab.call("DEL", "sandbox-1", "net1", pod, &conf).ok());
+    assert!(
+        lab.reservations()
+            .contains(&("10.82.0.9".to_string(), "sandbox-2".to_string())),
+        "{:?}",
+        lab.reservations()
+    );
+}
+
+#[test]
+fn ip_ranges_get_one_address_each_all_or_nothing() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"ipRanges": [{"range": "10.83.0.0/24"}, {"range": "fd83::/64"}]}));
+    let r = lab.add("dual", &conf).json();
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["10.83.0.1/24", "fd83::1/64"]);
+    // The second range is full: the first range's new address is given back.
+    let tight =
+        lab.conf(json!({"ipRanges": [{"range": "10.84.0.0/24"}, {"range": "10.85.0.0/30"}]}));
+    assert!(lab.add("t1", &tight).ok() && lab.add("t2", &tight).ok());
+    let before = lab.reservations();
+    assert_eq!(lab.add("t3", &tight).error_code(), Some(102));
+    assert_eq!(
+        lab.reservations(),
+        before,
+        "nothing kept from the failed ADD"
+    );
+}
+
+#[test]
+fn ipv6_ranges_are_usable_beyond_the_first_half_of_a_64() {
+    // whereabouts' 64-bit offsets only reach the first /65 of a /64 (#83).
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "fd86::/64", "range_start": "fd86::ffff:ffff:ffff:fffe"}));
+    assert_eq!(ip_of(&lab.add("a", &conf)), "fd86::ffff:ffff:ffff:fffe/64");
+    assert_eq!(ip_of(&lab.add("b", &conf)), "fd86::ffff:ffff:ffff:ffff/64");
+}
+
+#[test]
+fn overlapping_ranges_share_addresses_within_a_network_name_only() {
+    let lab = Lab::new();
+    let wide = lab.conf(json!({"range": "10.87.0.0/24"}));
+    let narrow = lab.conf(json!({"range": "10.87.0.0/28"}));
+    assert_eq!(ip_of(&lab.add("w", &wide)), "10.87.0.1/24");
+    assert_eq!(
+        ip_of(&lab.add("n", &narrow)),
+        "10.87.0.2/28",
+        "unique across overlapping ranges"
+    );
+    let other = lab.conf(json!({"range": "10.87.0.0/28", "network_name": "tenant-b"}));
+    assert_eq!(
+        ip_of(&lab.add("o", &other)),
+        "10.87.0.1/28",
+        "another network_name is another pool"
+    );
+    let independent =
+        lab.conf(json!({"range": "10.87.0.0/28", "enable_overlapping_ranges": false}));
+    assert_eq!(
+        ip_of(&lab.add("i", &independent)),
+        "10.87.0.1/28",
+        "without overlap protection each range is its own pool"
+    );
+}
+
+#[test]
+fn sixty_four_concurrent_adds_get_distinct_addresses_and_their_dels_empty_the_pool() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.88.0.0/24"}));
+    let results: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let (lab, conf) = (&lab, &conf);
+                s.spawn(move || ip_of(&lab.add(&format!("conc-{i}"), conf)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: BTreeSet<&String> = results.iter().collect();
+    assert_eq!(distinct.len(), 64, "{results:?}");
+    assert_eq!(lab.reservations().len(), 64);
+    std::thread::scope(|s| {
+        for i in 0..64 {
+            let (lab, conf) = (&lab, &conf);
+            s.spawn(move || assert!(lab.call("DEL", &format!("conc-{i}"), "net1", "", conf).ok()));
+        }
+    });
+    assert!(lab.reservations().is_empty(), "{:?}", lab.reservations());
+    assert_eq!(
+        ip_of(&lab.add("after", &conf)),
+        "10.88.0.1/24",
+        "released addresses are handed out again, lowest first"
+    );
+}
+
+#[test]
+fn del_is_idempotent_and_check_fails_once_the_reservation_is_gone() {
+    let lab = Lab::new();
+    let mut conf = lab.conf(json!({"range": "10.89.0.0/24"}));
+    let added = lab.add("chk", &conf);
+    conf["prevResult"] = added.json();
+    assert!(lab.call("CHECK", "chk", "net1", "", &conf).ok());
+    ipam_tool(&lab.store(), &["release", "10.89.0.1"]);
+    assert_eq!(
+        lab.call("CHECK", "chk", "net1", "", &conf).error_code(),
+        Some(100)
+    );
+    // Someone else now holds the address the prevResult names.
+    assert_eq!(ip_of(&lab.add("thief", &conf)), "10.89.0.1/24");
+    assert!(lab.add("chk", &conf).ok(), "chk gets a new address");
+    assert_eq!(
+        lab.call("CHECK", "chk", "net1", "", &conf).error_code(),
+        Some(100)
+    );
+    for _ in 0..2 {
+        assert!(lab.call("DEL", "chk", "net1", "", &conf).ok());
+    }
+    assert!(lab.call("DEL", "never-added", "net1", "", &conf).ok());
+    assert_eq!(
+        lab.reservations(),
+        [("10.89.0.1".to_string(), "thief".to_string())]
+    );
+}
+
+#[test]
+fn gc_releases_reservations_of_attachments_not_in_the_valid_list() {
+    let lab = Lab::new();
+    let mut conf = lab.conf(json!({"range": "10.90.0.0/24"}));
+    for cid in ["keep", "leak-1", "leak-2"] {
+        assert!(lab.add(cid, &conf).ok());
+    }
+    conf["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "net1"}]);
+    let gc = Invocation::new(ours("whereabouts"))
+        .in_node(&lab.node)
+        .vars(&CniVars {
+            path: "/nonexistent".into(),
+            ..CniVars::command("GC")
+        })
+        .stdin_json(&conf)
+        .run();
+    assert!(gc.ok(), "{gc}");
+    assert!(
+        gc.stderr.contains("released 2"),
+        "says how many it freed: {}",
+        gc.stderr
+    );
+    assert_eq!(
+        lab.reservations(),
+        [("10.90.0.1".to_string(), "keep".to_string())]
+    );
+}
+
+#[test]
+fn status_is_code_50_when_the_store_is_unwritable_or_corrupt_and_corruption_is_never_reset() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.91.0.0/24"}));
+    let status = |conf: &Value| {
+        Invocation::new(ours("whereabouts"))
+            .in_node(&lab.node)
+            .vars(&CniVars::command("STATUS"))
+            .stdin_json(conf)
+            .run()
+    };
+    assert!(status(&conf).ok());
+    assert!(lab.add("c1", &conf).ok());
+    let block = std::fs::read_dir(lab.store())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+        .join("blocks/4-a5b00.json");
+    std::fs::write(&block, b"{not json").unwrap();
+    let st = status(&conf);
+    assert_eq!(st.error_code(), Some(50), "{st}");
+    assert!(
+        st.json()["msg"].as_str().unwrap().contains("corrupt"),
+        "{st}"
+    );
+    assert_eq!(lab.add("c2", &conf).error_code(), Some(5));
+    assert_eq!(
+        std::fs::read(&block).unwrap(),
+        b"{not json",
+        "never silently reset"
+    );
+
+    let file_as_dir = lab.scratch.join("not-a-dir");
+    std::fs::write(&file_as_dir, b"").unwrap();
+    let mut unwritable = conf.clone();
+    unwritable["ipam"]["store_dir"] = json!(file_as_dir);
+    assert_eq!(status(&unwritable).error_code(), Some(50));
+}
+
+#[test]
+fn kubernetes_datastore_is_rejected_but_a_kubeconfig_alone_is_tolerated() {
+    let lab = Lab::new();
+    let k8s = lab.conf(json!({"range": "10.92.0.0/24", "datastore": "kubernetes"}));
+    let out = lab.add("k", &k8s);
+    assert_eq!(out.error_code(), Some(7), "{out}");
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("etcd"),
+        "says what to use: {out}"
+    );
+    let copied = lab.conf(json!({"range": "10.92.0.0/24",
+        "kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"}}));
+    assert_eq!(ip_of(&lab.add("k", &copied)), "10.92.0.1/24");
+}
+
+#[test]
+fn libcni_and_a_multus_shaped_call_allocate_check_and_release() {
+    let lab = Lab::new();
+    let dir = PluginDir::ours(&["whereabouts"]);
+    let list = json!({"cniVersion": "1.0.0", "name": "wb-list", "plugins": [
+        {"type": "whereabouts", "ipam": {"type": "whereabouts", "range": "10.93.0.0/24", "gateway": "10.93.0.1", "store_dir": lab.store()}}]});
+    let libcni = LibcniClient::new(dir.cni_path(), &lab.node);
+    let pod = RuntimeConf::multus(
+        lab.ctr.path(),
+        "vms",
+        "vm-x",
+        "2b0c4c88-0000-4000-8000-00000000000a",
+    );
+    let added = libcni.add(&list, &pod);
+    assert_eq!(ip_of(&added), "10.93.0.2/24");
+    assert!(libcni.check(&list, &pod).ok());
+    let runtime = Runtime::new(dir.cni_path(), &lab.node);
+    let other = RuntimeConf::multus(
+        lab.ctr.path(),
+        "vms",
+        "vm-y",
+        "2b0c4c88-0000-4000-8000-00000000000b",
+    );
+    assert_eq!(
+        runtime.add_list(&list, &other).unwrap()["ips"][0]["address"],
+        "10.93.0.3/24"
+    );
+    let pods: BTreeSet<String> = ipam_tool(&lab.store(), &["list"])
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        pods,
+        BTreeSet::from(["vms/vm-x".to_string(), "vms/vm-y".to_string()]),
+        "podRef recorded from CNI_ARGS"
+    );
+    assert!(libcni.del(&list, &pod).ok());
+    runtime.del_list(&list, &other).unwrap();
+    assert!(lab.reservations().is_empty());
+}

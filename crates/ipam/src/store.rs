@@ -1,0 +1,137 @@
+//! What an IPAM store must do, whichever it is (the embedded file store, etcd): reserve the lowest
+//! free address of a range for an owner, find and release an owner's reservations, list them, and
+//! collect those whose owner is gone. Every store keeps an address unique within its pool.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::range::IpRange;
+
+/// Who holds a reservation: the attachment, and the pod when the runtime said which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// `namespace/name` from K8S_POD_NAMESPACE and K8S_POD_NAME, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ref: Option<String>,
+}
+
+impl Owner {
+    /// The attachment key DEL, CHECK and GC match on.
+    pub fn attachment(&self) -> (String, String) {
+        (self.container_id.clone(), self.ifname.clone())
+    }
+}
+
+/// One reserved address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The address.
+    pub ip: IpAddr,
+    /// Who holds it.
+    #[serde(flatten)]
+    pub owner: Owner,
+}
+
+/// Where reservations of one network live: `network_name`, and the range itself when ranges must
+/// not share addresses (`enable_overlapping_ranges: false` makes each range its own pool).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolId {
+    /// `network_name` ("" is the default network).
+    pub network: String,
+    /// The range key when the range is a pool of its own.
+    pub range: Option<String>,
+}
+
+impl PoolId {
+    /// The pool `range` allocates from.
+    pub fn for_range(network: &str, range: &IpRange, overlapping: bool) -> PoolId {
+        PoolId {
+            network: network.to_string(),
+            range: (!overlapping).then(|| range.key()),
+        }
+    }
+}
+
+/// What a store can fail with; each maps to a CNI error code.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Every allocatable address of the range is reserved (code 7 would blame the config; this
+    /// is the plugin-specific 102 "range exhausted").
+    #[error("range {range} is exhausted: all {capacity} allocatable addresses are reserved")]
+    Exhausted {
+        /// The range key.
+        range: String,
+        /// Its allocatable addresses.
+        capacity: u128,
+    },
+    /// A stored file or value does not parse: never reset silently, an operator must look.
+    #[error("store data {what} is corrupt: {why}; inspect or remove it with multihome-ipam")]
+    Corrupt {
+        /// The file or key.
+        what: String,
+        /// The parse error.
+        why: String,
+    },
+    /// The store cannot be reached or written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A transient failure (timeout, lost quorum): the runtime may retry.
+    #[error("store busy: {0}")]
+    Transient(String),
+}
+
+/// Plugin-specific CNI code: the range has no free address.
+pub const CODE_EXHAUSTED: u32 = 102;
+
+impl From<StoreError> for cni::Error {
+    fn from(e: StoreError) -> cni::Error {
+        let code = match &e {
+            StoreError::Exhausted { .. } => CODE_EXHAUSTED,
+            StoreError::Corrupt { .. } | StoreError::Unavailable(_) => cni::code::IO_FAILURE,
+            StoreError::Transient(_) => cni::code::TRY_AGAIN_LATER,
+        };
+        cni::Error::new(code, e.to_string())
+    }
+}
+
+/// A reservation store.
+pub trait Store {
+    /// The owner's address in `range`, reserving the lowest free one if it holds none. An owner
+    /// found by `pod_ref` + ifname under another container ID is handed its address again (a
+    /// restarted sandbox) and the reservation moves to the new container ID.
+    fn reserve(&self, pool: &PoolId, range: &IpRange, owner: &Owner) -> Result<IpAddr, StoreError>;
+    /// Releases one address if `owner` holds it (used to undo a partial ADD).
+    fn release_ip(&self, pool: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError>;
+    /// Releases everything (container ID, ifname) holds in the pool; returns what was freed.
+    fn release(
+        &self,
+        pool: &PoolId,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<IpAddr>, StoreError>;
+    /// What (container ID, ifname) holds in the pool.
+    fn find(
+        &self,
+        pool: &PoolId,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<Reservation>, StoreError>;
+    /// Every reservation of the pool, ordered by address.
+    fn list(&self, pool: &PoolId) -> Result<Vec<Reservation>, StoreError>;
+    /// Every pool the store holds.
+    fn pools(&self) -> Result<Vec<PoolId>, StoreError>;
+    /// Releases every reservation whose (container ID, ifname) is not in `valid`; returns them.
+    fn gc(
+        &self,
+        pool: &PoolId,
+        valid: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<Reservation>, StoreError>;
+    /// Ok when ADD could be served: reachable, writable, readable.
+    fn status(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,749 @@
+//! The `ipam` object of type `whereabouts`: whereabouts v0.9's keys, its flat file, its legacy
+//! etcd keys and the host-local spellings, read into ranges, a datastore and the extras a result
+//! carries (routes, DNS, static addresses).
+//!
+//! This module owns reading and validating that configuration; it reserves nothing. Where
+//! whereabouts silently ignores or misreads a key, we either honour it or fail with code 7, each
+//! noted where it happens. Every error names the key path and the value at fault.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use cni::{CniArgs, Dns, Error, IpConfig, NetConf, Route};
+
+use crate::fixed::{apply_cni_args, config_addresses, AddressEntry};
+use crate::range::IpRange;
+
+/// Where the file datastore keeps reservations unless `store_dir` says otherwise.
+pub use crate::file_store::DEFAULT_STORE_DIR;
+/// The etcd key prefix unless `etcd_prefix` says otherwise.
+pub const DEFAULT_ETCD_PREFIX: &str = "/multihome/whereabouts";
+/// etcd dial timeout unless `etcd_dial_timeout_ms` says otherwise.
+pub const DEFAULT_ETCD_DIAL_TIMEOUT_MS: u64 = 2000;
+/// etcd request timeout unless `etcd_request_timeout_ms` says otherwise.
+pub const DEFAULT_ETCD_REQUEST_TIMEOUT_MS: u64 = 5000;
+/// Where whereabouts looks for its flat file when `configuration_path` is not set; the first
+/// that exists is read.
+pub const FLAT_FILE_PATHS: [&str; 2] = [
+    "/etc/kubernetes/cni/net.d/whereabouts.d/whereabouts.conf",
+    "/etc/cni/net.d/whereabouts.d/whereabouts.conf",
+];
+
+/// A parsed and validated `whereabouts` IPAM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhereaboutsConf {
+    /// The top-level range (if any) first, then `ipRanges` in order; never empty.
+    pub ranges: Vec<IpRange>,
+    /// `network_name` ("" by default): networks with the same name share reservations.
+    pub network_name: String,
+    /// `enable_overlapping_ranges` (default true): false makes each range a pool of its own.
+    pub enable_overlapping_ranges: bool,
+    /// Where reservations live.
+    pub datastore: Datastore,
+    /// `routes`, reported in the result.
+    pub routes: Vec<Route>,
+    /// `dns`, reported in the result.
+    pub dns: Dns,
+    /// Static extras: `addresses` [{address, gateway}], then CNI_ARGS `IP=` (comma-separated);
+    /// CNI_ARGS `GATEWAY=` set on every address containing it.
+    pub addresses: Vec<IpConfig>,
+    /// `log_file`, if set and not empty.
+    pub log_file: Option<String>,
+    /// `log_level`, if set and not empty.
+    pub log_level: Option<String>,
+}
+
+/// Where reservations are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datastore {
+    /// The embedded file store (one node): `datastore` absent, "" or "file".
+    File {
+        /// `store_dir` (absolute), default [`DEFAULT_STORE_DIR`].
+        dir: PathBuf,
+    },
+    /// etcd (several nodes): `datastore: "etcd"`.
+    Etcd(EtcdConf),
+}
+
+/// How to reach etcd.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdConf {
+    /// `etcd_endpoints` then whereabouts' `etcd_host`, each `http://` or `https://` (a bare
+    /// `host:port` gets `http://`); duplicates removed; never empty.
+    pub endpoints: Vec<String>,
+    /// `etcd_username` (set together with the password).
+    pub username: Option<String>,
+    /// `etcd_password` (set together with the username; redacted from `Debug`).
+    pub password: Option<String>,
+    /// `etcd_ca_cert_file`.
+    pub ca_file: Option<PathBuf>,
+    /// `etcd_cert_file` (set together with the key file).
+    pub cert_file: Option<PathBuf>,
+    /// `etcd_key_file` (set together with the cert file).
+    pub key_file: Option<PathBuf>,
+    /// `etcd_prefix`, starting with `/` and without trailing `/`; default [`DEFAULT_ETCD_PREFIX`].
+    pub prefix: String,
+    /// `etcd_dial_timeout_ms` (> 0), default [`DEFAULT_ETCD_DIAL_TIMEOUT_MS`].
+    pub dial_timeout_ms: u64,
+    /// `etcd_request_timeout_ms` (> 0), default [`DEFAULT_ETCD_REQUEST_TIMEOUT_MS`].
+    pub request_timeout_ms: u64,
+}
+
+// Written by hand so that a logged configuration never shows the password.
+impl fmt::Debug for EtcdConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdConf")
+            .field("endpoints", &self.endpoints)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("prefix", &self.prefix)
+            .field("dial_timeout_ms", &self.dial_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+/// The keys we read. Unknown keys are ignored, which is how the keys of whereabouts' Kubernetes
+/// datastore and node slicing are tolerated (`kubernetes`, `node_slice_size`, `leader_*`,
+/// `reconciler_cron_expression`, `sleep_for_race`, `type`): a config copied from a whereabouts
+/// NetworkAttachmentDefinition must not break on them.
+#[derive(Debug, Default, Deserialize)]
+struct RawConf {
+    range: Option<String>,
+    range_start: Option<String>,
+    #[serde(rename = "rangeStart")]
+    range_start_alt: Option<String>,
+    range_end: Option<String>,
+    #[serde(rename = "rangeEnd")]
+    range_end_alt: Option<String>,
+    exclude: Option<Vec<String>>,
+    #[serde(rename = "ipRanges")]
+    ip_ranges: Option<Vec<RawRange>>,
+    gateway: Option<String>,
+    network_name: Option<String>,
+    enable_overlapping_ranges: Option<bool>,
+    log_file: Option<String>,
+    log_level: Option<String>,
+    routes: Option<Vec<RawRoute>>,
+    dns: Option<Dns>,
+    addresses: Option<Vec<AddressEntry>>,
+    datastore: Option<String>,
+    store_dir: Option<String>,
+    etcd_endpoints: Option<Value>,
+    etcd_host: Option<String>,
+    etcd_prefix: Option<String>,
+    etcd_dial_timeout_ms: Option<u64>,
+    etcd_request_timeout_ms: Option<u64>,
+    etcd_username: Option<String>,
+    etcd_password: Option<String>,
+    etcd_key_file: Option<String>,
+    etcd_cert_file: Option<String>,
+    etcd_ca_cert_file: Option<String>,
+}
+
+/// One range as written: the top-level keys or an `ipRanges` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawRange {
+    range: Option<String>,
+    range_start: Option<String>,
+    #[serde(rename = "rangeStart")]
+    range_start_alt: Option<String>,
+    range_end: Option<String>,
+    #[serde(rename = "rangeEnd")]
+    range_end_alt: Option<String>,
+    exclude: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRoute {
+    dst: String,
+    gw: Option<String>,
+}
+
+/// The flat file that filled in keys, and which keys it filled in.
+#[derive(Debug, Default)]
+struct Origin {
+    path: Option<PathBuf>,
+    keys: BTreeSet<String>,
+}
+
+impl Origin {
+    /// The flat file, when it supplied `key`.
+    fn of(&self, key: &str) -> Option<&Path> {
+        self.path.as_deref().filter(|_| self.keys.contains(key))
+    }
+
+    /// Adds to an error which keys came from the flat file, since the message names them as
+    /// `ipam.<key>` although they are not in the network configuration.
+    fn annotate(&self, e: Error) -> Error {
+        match &self.path {
+            Some(path) if !self.keys.is_empty() && e.details.is_empty() => {
+                let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+                let details = format!(
+                    "keys filled in from the whereabouts flat file {}: {}",
+                    path.display(),
+                    keys.join(", ")
+                );
+                e.with_details(details)
+            }
+            _ => e,
+        }
+    }
+}
+
+/// Parses the `ipam` object, filled in from whereabouts' flat file at [`FLAT_FILE_PATHS`].
+pub fn parse(conf: &NetConf, args: &CniArgs) -> Result<WhereaboutsConf, Error> {
+    let paths: Vec<&Path> = FLAT_FILE_PATHS.iter().map(Path::new).collect();
+    parse_with_paths(conf, args, &paths)
+}
+
+/// [`parse`] with the flat-file lookup paths given (tests pass a temporary path, or none).
+/// `configuration_path`, when set, is read instead and must exist (code 7 otherwise; whereabouts
+/// falls back to the default paths silently, which hides a typo).
+pub fn parse_with_paths(
+    conf: &NetConf,
+    args: &CniArgs,
+    default_paths: &[&Path],
+) -> Result<WhereaboutsConf, Error> {
+    let inline = inline_ipam(conf)?;
+    let (merged, origin) = match flat_file_path(&inline, default_paths)? {
+        Some((path, what)) => {
+            let flat = read_flat_file(&path, &what)?;
+            merge(inline, flat, path)
+        }
+        None => (inline, Origin::default()),
+    };
+    let raw: RawConf =
+        cni::config::typed(&Value::Object(merged), "ipam.").map_err(|e| origin.annotate(e))?;
+    build(&raw, args, &origin).map_err(|e| origin.annotate(e))
+}
+
+/// The `ipam` object of the network configuration (empty when absent).
+fn inline_ipam(conf: &NetConf) -> Result<Map<String, Value>, Error> {
+    match conf.raw.get("ipam") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(other) => Err(Error::invalid_config(format!(
+            "ipam must be an object, got {other}"
+        ))),
+    }
+}
+
+/// The flat file to read, with how to name it in errors: `configuration_path` if set, else the
+/// first default path that exists, else none.
+fn flat_file_path(
+    inline: &Map<String, Value>,
+    defaults: &[&Path],
+) -> Result<Option<(PathBuf, String)>, Error> {
+    match inline.get("configuration_path") {
+        Some(Value::String(p)) if !p.is_empty() => {
+            let what = format!("ipam.configuration_path {p:?}");
+            return Ok(Some((PathBuf::from(p), what)));
+        }
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(Error::invalid_config(format!(
+                "ipam.configuration_path must be a file path string, got {other}"
+            )))
+        }
+    }
+    let found = defaults.iter().find(|p| p.exists());
+    Ok(found.map(|p| {
+        let what = format!("whereabouts flat file {:?}", p.display().to_string());
+        (p.to_path_buf(), what)
+    }))
+}
+
+/// The keys of a flat file: its top level, with the keys of an `ipam` object (if any) over
+/// them, since files are written both ways.
+fn read_flat_file(path: &Path, what: &str) -> Result<Map<String, Value>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid_config(format!("{what}: cannot read it: {e}")))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid_config(format!("{what} is not valid JSON: {e}")))?;
+    let Value::Object(mut top) = value else {
+        return Err(Error::invalid_config(format!(
+            "{what} must hold a JSON object"
+        )));
+    };
+    match top.remove("ipam") {
+        Some(Value::Object(ipam)) => top.extend(ipam),
+        None | Some(Value::Null) => {}
+        Some(other) => {
+            return Err(Error::invalid_config(format!(
+                "{what}: \"ipam\" must be an object, got {other}"
+            )))
+        }
+    }
+    Ok(top)
+}
+
+/// Inline keys win, key by key at the top level; the flat file fills in the others (a key that
+/// is inline but null counts as unset, as in Go). `configuration_path` only locates the file.
+fn merge(
+    mut inline: Map<String, Value>,
+    flat: Map<String, Value>,
+    path: PathBuf,
+) -> (Map<String, Value>, Origin) {
+    let mut keys = BTreeSet::new();
+    for (key, value) in flat {
+        let unset = inline.get(&key).is_none_or(Value::is_null);
+        if unset && key != "configuration_path" && !value.is_null() {
+            keys.insert(key.clone());
+            inline.insert(key, value);
+        }
+    }
+    let origin = Origin {
+        path: Some(path),
+        keys,
+    };
+    (inline, origin)
+}
+
+fn build(raw: &RawConf, args: &CniArgs, origin: &Origin) -> Result<WhereaboutsConf, Error> {
+    let gateway = opt_ip("ipam.gateway", raw.gateway.as_deref())?;
+    let mut addresses = config_addresses(raw.addresses.as_deref().unwrap_or_default())?;
+    apply_cni_args(&mut addresses, args)?;
+    Ok(WhereaboutsConf {
+        ranges: ranges(raw, gateway)?,
+        network_name: raw.network_name.clone().unwrap_or_default(),
+        enable_overlapping_ranges: raw.enable_overlapping_ranges.unwrap_or(true),
+        datastore: datastore(raw, origin)?,
+        routes: routes(raw.routes.as_deref().unwrap_or_default())?,
+        dns: raw.dns.clone().unwrap_or_default(),
+        addresses,
+        log_file: non_empty(raw.log_file.as_deref()).map(str::to_string),
+        log_level: non_empty(raw.log_level.as_deref()).map(str::to_string),
+    })
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn opt_ip(key: &str, value: Option<&str>) -> Result<Option<IpAddr>, Error> {
+    match non_empty(value) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::invalid_config(format!("{key} {v:?} is not an IP address: {e}"))),
+    }
+}
+
+/// The top-level range first, then `ipRanges`; at least one (code 7).
+fn ranges(raw: &RawConf, gateway: Option<IpAddr>) -> Result<Vec<IpRange>, Error> {
+    let top = RawRange {
+        range: raw.range.clone(),
+        range_start: raw.range_start.clone(),
+        range_start_alt: raw.range_start_alt.clone(),
+        range_end: raw.range_end.clone(),
+        range_end_alt: raw.range_end_alt.clone(),
+        exclude: raw.exclude.clone(),
+    };
+    let mut out = Vec::new();
+    if non_empty(top.range.as_deref()).is_some() {
+        out.push(build_range("ipam", &top, gateway)?);
+    } else {
+        reject_orphan_range_keys(&top)?;
+    }
+    for (i, entry) in raw.ip_ranges.iter().flatten().enumerate() {
+        out.push(build_range(&format!("ipam.ipRanges[{i}]"), entry, gateway)?);
+    }
+    if out.is_empty() {
+        return Err(Error::invalid_config(
+            "ipam.range or ipam.ipRanges is required",
+        ));
+    }
+    Ok(out)
+}
+
+/// Top-level `range_start`, `range_end` and `exclude` belong to `range`. Without it whereabouts
+/// ignores them, so an address meant to be excluded could be handed out: code 7 instead.
+fn reject_orphan_range_keys(top: &RawRange) -> Result<(), Error> {
+    let set = [
+        ("range_start", top.range_start.as_deref()),
+        ("rangeStart", top.range_start_alt.as_deref()),
+        ("range_end", top.range_end.as_deref()),
+        ("rangeEnd", top.range_end_alt.as_deref()),
+    ];
+    let mut orphan = set
+        .into_iter()
+        .find_map(|(k, v)| non_empty(v).map(|v| format!("ipam.{k} {v:?}")));
+    if orphan.is_none() {
+        orphan = top
+            .exclude
+            .as_ref()
+            .filter(|x| !x.is_empty())
+            .map(|x| format!("ipam.exclude {x:?}"));
+    }
+    match orphan {
+        None => Ok(()),
+        Some(what) => Err(Error::invalid_config(format!(
+            "{what} is set but ipam.range is not: it applies to ipam.range only; set ipam.range \
+             or move it into an ipam.ipRanges entry"
+        ))),
+    }
+}
+
+/// One range: `at` is `ipam` for the top-level keys or `ipam.ipRanges[i]`.
+fn build_range(at: &str, raw: &RawRange, gateway: Option<IpAddr>) -> Result<IpRange, Error> {
+    let spec = non_empty(raw.range.as_deref())
+        .ok_or_else(|| Error::invalid_config(format!("{at}.range is required")))?;
+    let (network, from, to) = parse_range_spec(&format!("{at}.range"), spec)?;
+    let start = one_of(
+        at,
+        "range_start",
+        &raw.range_start,
+        "rangeStart",
+        &raw.range_start_alt,
+    )?;
+    let end = one_of(
+        at,
+        "range_end",
+        &raw.range_end,
+        "rangeEnd",
+        &raw.range_end_alt,
+    )?;
+    let start = agree(at, spec, "range_start", from, start)?;
+    let end = agree(at, spec, "range_end", to, end)?;
+    let excludes = raw
+        .exclude
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, x)| parse_exclude(&format!("{at}.exclude[{i}]"), x))
+        .collect::<Result<Vec<_>, _>>()?;
+    IpRange::new(at, network, start, end, excludes, gateway)
+}
+
+/// `range_start` or host-local's `rangeStart` (likewise for the end). whereabouts ignores the
+/// host-local spelling and then hands out the gateway (whereabouts#601): we honour it, and
+/// refuse two different values.
+fn one_of(
+    at: &str,
+    key: &str,
+    value: &Option<String>,
+    alt_key: &str,
+    alt: &Option<String>,
+) -> Result<Option<IpAddr>, Error> {
+    let a = opt_ip(&format!("{at}.{key}"), value.as_deref())?;
+    let b = opt_ip(&format!("{at}.{alt_key}"), alt.as_deref())?;
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => Err(Error::invalid_config(format!(
+            "{at}.{key} {a} and {at}.{alt_key} {b} disagree: give one of them"
+        ))),
+        _ => Ok(a.or(b)),
+    }
+}
+
+/// An `A-B/prefix` range gives start and end; an explicit key may repeat them but not differ.
+fn agree(
+    at: &str,
+    spec: &str,
+    key: &str,
+    from_spec: Option<IpAddr>,
+    explicit: Option<IpAddr>,
+) -> Result<Option<IpAddr>, Error> {
+    match (from_spec, explicit) {
+        (Some(a), Some(b)) if a != b => Err(Error::invalid_config(format!(
+            "{at}.range {spec:?} and {at}.{key} {b} disagree: give one of them"
+        ))),
+        _ => Ok(from_spec.or(explicit)),
+    }
+}
+
+/// `10.0.0.0/24` (host bits allowed: `10.0.0.5/24` is the /24), or `A-B/prefix`: start A and
+/// end B within the network of A.
+fn parse_range_spec(
+    key: &str,
+    spec: &str,
+) -> Result<(IpNetwork, Option<IpAddr>, Option<IpAddr>), Error> {
+    let bad = |why: String| {
+        Error::invalid_config(format!(
+            "{key} {spec:?} is not a CIDR (like 10.0.0.0/24) or a range A-B/prefix (like \
+             10.0.0.10-10.0.0.50/24): {why}"
+        ))
+    };
+    let Some((a, rest)) = spec.split_once('-') else {
+        let net = cni::result::parse_cidr(spec).map_err(bad)?;
+        return Ok((net, None, None));
+    };
+    let (b, prefix) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("missing /prefix".to_string()))?;
+    let a: IpAddr = a.trim().parse().map_err(|e| bad(format!("start: {e}")))?;
+    let b: IpAddr = b.trim().parse().map_err(|e| bad(format!("end: {e}")))?;
+    let net = cni::result::parse_cidr(&format!("{a}/{}", prefix.trim())).map_err(bad)?;
+    if !net.contains(b) || b.is_ipv4() != a.is_ipv4() {
+        return Err(bad(format!("{b} is not in the network of {a}")));
+    }
+    if crate::range::to_u128(a) > crate::range::to_u128(b) {
+        return Err(bad(format!("{a} is after {b}")));
+    }
+    Ok((net, Some(a), Some(b)))
+}
+
+/// A CIDR, or a bare address (one address: /32 or /128).
+fn parse_exclude(key: &str, value: &str) -> Result<IpNetwork, Error> {
+    let v = value.trim();
+    let parsed = if v.contains('/') {
+        cni::result::parse_cidr(v)
+    } else {
+        v.parse::<IpAddr>()
+            .map(IpNetwork::from)
+            .map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        Error::invalid_config(format!(
+            "{key} {value:?} is not a CIDR or an IP address: {e}"
+        ))
+    })
+}
+
+fn parse_cidr(key: &str, value: &str) -> Result<IpNetwork, Error> {
+    cni::result::parse_cidr(value.trim()).map_err(|e| {
+        Error::invalid_config(format!(
+            "{key} {value:?} is not an address in CIDR form (like 10.1.0.5/24): {e}"
+        ))
+    })
+}
+
+fn routes(raw: &[RawRoute]) -> Result<Vec<Route>, Error> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("ipam.routes[{i}]");
+            let dst = parse_cidr(&format!("{at}.dst"), &r.dst)?;
+            let gw = opt_ip(&format!("{at}.gw"), r.gw.as_deref())?;
+            Ok(Route::new(dst, gw))
+        })
+        .collect()
+}
+
+/// The etcd keys and their values, for the "set without datastore etcd" check.
+fn etcd_keys_set(raw: &RawConf) -> Option<String> {
+    let strings = [
+        ("etcd_host", &raw.etcd_host),
+        ("etcd_prefix", &raw.etcd_prefix),
+        ("etcd_username", &raw.etcd_username),
+        ("etcd_key_file", &raw.etcd_key_file),
+        ("etcd_cert_file", &raw.etcd_cert_file),
+        ("etcd_ca_cert_file", &raw.etcd_ca_cert_file),
+    ];
+    let endpoints = raw
+        .etcd_endpoints
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .map(|v| format!("ipam.etcd_endpoints {v}"));
+    endpoints.or_else(|| {
+        strings
+            .into_iter()
+            .find_map(|(k, v)| non_empty(v.as_deref()).map(|v| format!("ipam.{k} {v:?}")))
+    })
+}
+
+fn datastore(raw: &RawConf, origin: &Origin) -> Result<Datastore, Error> {
+    match raw.datastore.as_deref().map(str::trim) {
+        None | Some("") => {
+            // Reservations kept on this node while the operator meant a shared etcd would hand
+            // the same address out on two nodes: refuse rather than guess.
+            if let Some(what) = etcd_keys_set(raw) {
+                return Err(Error::invalid_config(format!(
+                    "{what} is set but ipam.datastore is not: set ipam.datastore to \"etcd\" \
+                     to use etcd, or to \"file\" to keep reservations on this node only"
+                )));
+            }
+            file_datastore(raw)
+        }
+        Some("file") => file_datastore(raw),
+        Some("etcd") => Ok(Datastore::Etcd(etcd_conf(raw)?)),
+        Some("kubernetes") => Err(kubernetes_rejected(origin.of("datastore"))),
+        Some(other) => Err(Error::invalid_config(format!(
+            "ipam.datastore {other:?} is not supported: leave it out (or \"file\") for the \
+             embedded file store, or use \"etcd\""
+        ))),
+    }
+}
+
+/// whereabouts' Kubernetes datastore keeps IPPool custom resources; we keep our own store.
+fn kubernetes_rejected(from_file: Option<&Path>) -> Error {
+    let msg = match from_file {
+        None => "ipam.datastore \"kubernetes\" is not supported: multihome keeps reservations \
+                 in its own store; remove the key (embedded file store, one node) or use \
+                 \"etcd\" (several nodes)"
+            .to_string(),
+        // A node with whereabouts installed has this in its flat file; the network
+        // configuration overrides it without touching whereabouts.
+        Some(path) => format!(
+            "ipam.datastore \"kubernetes\" (from the whereabouts flat file {}) is not \
+             supported: multihome keeps reservations in its own store; set ipam.datastore to \
+             \"file\" (embedded file store, one node) or \"etcd\" (several nodes) in the network \
+             configuration to override it",
+            path.display()
+        ),
+    };
+    Error::invalid_config(msg)
+}
+
+fn file_datastore(raw: &RawConf) -> Result<Datastore, Error> {
+    let dir = non_empty(raw.store_dir.as_deref()).unwrap_or(DEFAULT_STORE_DIR);
+    if !Path::new(dir).is_absolute() {
+        return Err(Error::invalid_config(format!(
+            "ipam.store_dir {dir:?} must be an absolute path"
+        )));
+    }
+    Ok(Datastore::File {
+        dir: PathBuf::from(dir),
+    })
+}
+
+fn etcd_conf(raw: &RawConf) -> Result<EtcdConf, Error> {
+    let (username, password) = pair(
+        ("ipam.etcd_username", &raw.etcd_username),
+        ("ipam.etcd_password", &raw.etcd_password),
+    )?;
+    let (cert_file, key_file) = pair(
+        ("ipam.etcd_cert_file", &raw.etcd_cert_file),
+        ("ipam.etcd_key_file", &raw.etcd_key_file),
+    )?;
+    Ok(EtcdConf {
+        endpoints: endpoints(raw)?,
+        username,
+        password,
+        ca_file: non_empty(raw.etcd_ca_cert_file.as_deref()).map(PathBuf::from),
+        cert_file: cert_file.map(PathBuf::from),
+        key_file: key_file.map(PathBuf::from),
+        prefix: etcd_prefix(raw.etcd_prefix.as_deref())?,
+        dial_timeout_ms: timeout(
+            "ipam.etcd_dial_timeout_ms",
+            raw.etcd_dial_timeout_ms,
+            DEFAULT_ETCD_DIAL_TIMEOUT_MS,
+        )?,
+        request_timeout_ms: timeout(
+            "ipam.etcd_request_timeout_ms",
+            raw.etcd_request_timeout_ms,
+            DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
+        )?,
+    })
+}
+
+/// Two keys that only make sense together (user and password, cert and key).
+fn pair(
+    a: (&str, &Option<String>),
+    b: (&str, &Option<String>),
+) -> Result<(Option<String>, Option<String>), Error> {
+    let va = non_empty(a.1.as_deref()).map(str::to_string);
+    let vb = non_empty(b.1.as_deref()).map(str::to_string);
+    let missing = match (&va, &vb) {
+        (Some(_), None) => Some((a.0, b.0)),
+        (None, Some(_)) => Some((b.0, a.0)),
+        _ => None,
+    };
+    match missing {
+        None => Ok((va, vb)),
+        Some((set, unset)) => Err(Error::invalid_config(format!(
+            "{set} is set but {unset} is not: give both or neither"
+        ))),
+    }
+}
+
+/// `etcd_endpoints` (comma-separated string or list) then `etcd_host` (comma-separated).
+fn endpoints(raw: &RawConf) -> Result<Vec<String>, Error> {
+    let mut items: Vec<(String, String)> = Vec::new();
+    match raw.etcd_endpoints.as_ref() {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => items.extend(comma_items("ipam.etcd_endpoints", s)),
+        Some(Value::Array(list)) => {
+            for (i, v) in list.iter().enumerate() {
+                let key = format!("ipam.etcd_endpoints[{i}]");
+                let s = v.as_str().ok_or_else(|| {
+                    Error::invalid_config(format!("{key} must be a URL string, got {v}"))
+                })?;
+                items.push((key, s.to_string()));
+            }
+        }
+        Some(other) => {
+            return Err(Error::invalid_config(format!(
+                "ipam.etcd_endpoints must be a list of URLs or a comma-separated string, got \
+                 {other}"
+            )))
+        }
+    }
+    if let Some(hosts) = raw.etcd_host.as_deref() {
+        items.extend(comma_items("ipam.etcd_host", hosts));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (key, value) in items {
+        let url = endpoint_url(&key, &value)?;
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid_config(
+            "ipam.datastore \"etcd\" needs ipam.etcd_endpoints (or whereabouts' ipam.etcd_host)",
+        ));
+    }
+    Ok(out)
+}
+
+fn comma_items(key: &str, s: &str) -> Vec<(String, String)> {
+    s.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| (key.to_string(), item.to_string()))
+        .collect()
+}
+
+/// `http://` or `https://` URL; a bare `host:port` (whereabouts' `etcd_host`) gets `http://`.
+fn endpoint_url(key: &str, value: &str) -> Result<String, Error> {
+    let v = value.trim();
+    let url = match v.split_once("://") {
+        None => format!("http://{v}"),
+        Some(("http" | "https", rest)) if !rest.is_empty() => v.to_string(),
+        Some(_) => {
+            return Err(Error::invalid_config(format!(
+                "{key} {value:?} is not an etcd endpoint: use http://host:port, \
+                 https://host:port or host:port"
+            )))
+        }
+    };
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn etcd_prefix(value: Option<&str>) -> Result<String, Error> {
+    let Some(v) = non_empty(value) else {
+        return Ok(DEFAULT_ETCD_PREFIX.to_string());
+    };
+    let trimmed = v.trim_end_matches('/');
+    if !v.starts_with('/') || trimmed.is_empty() {
+        return Err(Error::invalid_config(format!(
+            "ipam.etcd_prefix {v:?} must be a key path like \"/multihome/whereabouts\" (starting \
+             with / and not the root)"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn timeout(key: &str, value: Option<u64>, default: u64) -> Result<u64, Error> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(Error::invalid_config(format!(
+            "{key} 0 is not a timeout: give milliseconds > 0 or leave it out ({default})"
+        ))),
+        Some(ms) => Ok(ms),
+    }
+}
+
+#[cfg(test)]
+#[path = "whereabouts_conf_tests.rs"]
+mod tests;
