@@ -7,10 +7,10 @@ CNI_BIN_DIR  ?= /opt/cni/bin
 DESTDIR      ?=
 SBIN_DIR     ?= /usr/local/sbin
 # The CNI executables this suite installs, and the operators' tools.
-BINS         := static whereabouts
+BINS         := bridge static whereabouts
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 nftables golang-go golang-github-appc-cni-dev containernetworking-plugins
+DEB_PKGS     := iproute2 nftables iputils-ping golang-go golang-github-appc-cni-dev containernetworking-plugins
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release

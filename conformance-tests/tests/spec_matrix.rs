@@ -42,6 +42,14 @@ fn subjects() -> Vec<Subject> {
             },
             ipam: true,
         },
+        Subject {
+            name: "bridge",
+            config: |_, v| {
+                json!({"cniVersion": v, "name": "matrix", "type": "bridge", "bridge": "br-mx", "isGateway": true,
+                "ipam": {"type": "static", "addresses": [{"address": "10.79.0.5/24"}], "routes": [{"dst": "0.0.0.0/0"}]}})
+            },
+            ipam: false,
+        },
     ]
 }
 
@@ -352,8 +360,13 @@ fn check_with_the_add_result_status_and_gc_succeed() {
             "{}: CHECK: {check}",
             s.name
         );
+        // libcni passes CNI_PATH with STATUS too: a main plugin needs it to ask its IPAM.
+        let status_vars = CniVars {
+            path: f.plugins.path().display().to_string(),
+            ..CniVars::command("STATUS")
+        };
         let status = f
-            .invoke(&s, &CniVars::command("STATUS"))
+            .invoke(&s, &status_vars)
             .stdin_json(&f.config(&s, "1.1.0"))
             .run();
         assert!(status.ok(), "{}: STATUS: {status}", s.name);

@@ -1,0 +1,5 @@
+//! `bridge`. Everything lives in the `bridge` crate.
+
+fn main() {
+    cni::run(&bridge::Bridge)
+}

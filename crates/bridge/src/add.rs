@@ -1,0 +1,618 @@
+//! ADD: bridge, veth, port options, spoof check, IPAM, container addresses and routes, gateway,
+//! masquerade, port up; every step that changed something registers its undo, and a failure
+//! anywhere runs them in reverse (the reference leaves the veth and the bridge address, #29).
+
+use std::net::IpAddr;
+
+use cni::{code, Call, CniResult, Command, Error, Interface, Route as CniRoute};
+use ipnetwork::IpNetwork;
+use netlink::{Link, LinkChange, Netlink, Route, VethSpec};
+use netns::NetNs;
+
+use crate::conf::BridgeConf;
+use crate::node::{self, kernel};
+
+/// Attempts at a free random host veth name before giving up.
+const VETH_NAME_ATTEMPTS: usize = 10;
+
+/// What to undo when a later step fails.
+enum Undo {
+    Link { index: u32, name: String },
+    SpoofCheck(String),
+    Ipam,
+    Masquerade,
+}
+
+struct Attach<'a> {
+    call: &'a Call,
+    conf: &'a BridgeConf,
+    node: Netlink,
+    ns: NetNs,
+    cont: Netlink,
+    undo: Vec<Undo>,
+}
+
+pub fn add(call: &Call) -> Result<CniResult, Error> {
+    let conf = BridgeConf::from_call(call)?;
+    let ns = node::open_netns(call)?;
+    let cont = node::container_netlink(&ns)?;
+    if cont
+        .link_by_name(&call.env.ifname)
+        .map_err(kernel)?
+        .is_some()
+    {
+        return Err(Error::invalid_env(format!(
+            "CNI_IFNAME={}: the container already has an interface of that name",
+            call.env.ifname
+        )));
+    }
+    if conf.is_gateway && conf.vlan != 0 {
+        let name = format!("{}.{}", conf.bridge, conf.vlan);
+        cni::env::validate_ifname(&name).map_err(|_| {
+            Error::invalid_config(format!(
+                "bridge {:?} with vlan {} needs a gateway interface {name:?}, longer than 15 bytes: use a shorter bridge name",
+                conf.bridge, conf.vlan
+            ))
+        })?;
+    }
+    let mut a = Attach {
+        call,
+        conf: &conf,
+        node: node::node_netlink()?,
+        ns,
+        cont,
+        undo: Vec::new(),
+    };
+    match a.run() {
+        Ok(r) => Ok(r),
+        Err(e) => Err(a.rollback(e)),
+    }
+}
+
+impl Attach<'_> {
+    fn run(&mut self) -> Result<CniResult, Error> {
+        let bridge = self.ensure_bridge()?;
+        let (host, cont) = self.create_veth()?;
+        self.attach_port(&bridge, &host)?;
+        if self.conf.mac_spoof_check {
+            let id = nft::spoofcheck::ref_id(&self.call.env.container_id, &self.call.env.ifname);
+            let mac = cont.mac.map(|m| m.to_string()).unwrap_or_default();
+            self.undo.push(Undo::SpoofCheck(id.clone()));
+            nft::spoofcheck::setup(&nft::Nft::new(), &host.name, &mac, &id).map_err(node::nft)?;
+        }
+        let mut result = CniResult {
+            interfaces: vec![
+                Interface {
+                    name: bridge.name.clone(),
+                    mac: None,
+                    ..Default::default()
+                },
+                Interface {
+                    name: host.name.clone(),
+                    mac: None,
+                    ..Default::default()
+                },
+                Interface {
+                    name: cont.name.clone(),
+                    mac: cont.mac.map(|m| m.to_string()),
+                    sandbox: Some(self.ns.path().display().to_string()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        if self.conf.ipam.is_some() {
+            self.undo.push(Undo::Ipam);
+            let ipam = cni::delegate::ipam_add(self.call)?;
+            if ipam.ips.is_empty() {
+                return Err(Error::internal("IPAM plugin returned missing IP config"));
+            }
+            result.ips = ipam.ips;
+            result.routes = ipam.routes;
+            result.dns = ipam.dns;
+            self.complete_l3(&mut result);
+            self.configure_container(&cont, &result)?;
+            if self.conf.is_gateway {
+                self.configure_gateway(&bridge, &mut result)?;
+            }
+            if self.conf.ip_masq.is_some() {
+                self.undo.push(Undo::Masquerade);
+                let addrs: Vec<IpNetwork> = result.ips.iter().map(|ip| ip.address).collect();
+                nft::masquerade::setup(
+                    &nft::Nft::new(),
+                    &addrs,
+                    &self.conf.network,
+                    &self.call.env.ifname,
+                    &self.call.env.container_id,
+                )
+                .map_err(node::nft)?;
+            }
+        } else if !self.conf.disable_container_interface {
+            self.set_up(&self.cont, &cont)?;
+        }
+        let host = if self.conf.disable_container_interface {
+            host
+        } else {
+            node::wait_port_up(&self.node, &host)?
+        };
+        // The bridge's MAC follows its lowest port unless pinned: read it once ports settled.
+        let bridge = self
+            .node
+            .link_by_index(bridge.index)
+            .map_err(kernel)?
+            .unwrap_or(bridge);
+        result.interfaces[0].mac = bridge.mac.map(|m| m.to_string());
+        result.interfaces[1].mac = host.mac.map(|m| m.to_string());
+        if !self.call.conf.dns.is_empty() {
+            result.dns = self.call.conf.dns.clone();
+        }
+        Ok(result)
+    }
+
+    /// Runs the undo steps in reverse; their failures go into the details of `e`.
+    fn rollback(&mut self, e: Error) -> Error {
+        let mut failed = Vec::new();
+        while let Some(step) = self.undo.pop() {
+            let r = match step {
+                Undo::Link { index, name } => {
+                    self.node.del_link(index, &name).map(|_| ()).map_err(kernel)
+                }
+                Undo::SpoofCheck(id) => {
+                    nft::spoofcheck::teardown(&nft::Nft::new(), &id).map_err(node::nft)
+                }
+                Undo::Ipam => cni::delegate::ipam_forward(self.call, Command::Del),
+                Undo::Masquerade => nft::masquerade::teardown(
+                    &nft::Nft::new(),
+                    &self.conf.network,
+                    &self.call.env.ifname,
+                    &self.call.env.container_id,
+                )
+                .map_err(node::nft),
+            };
+            if let Err(u) = r {
+                failed.push(u.msg);
+            }
+        }
+        if failed.is_empty() {
+            e
+        } else {
+            let details = format!("undo after the failure also failed: {}", failed.join("; "));
+            e.with_details(details)
+        }
+    }
+
+    /// The bridge, created when missing; VLAN filtering switched on when VLANs are asked for.
+    /// Nothing has been changed yet when this fails.
+    fn ensure_bridge(&mut self) -> Result<Link, Error> {
+        let conf = self.conf;
+        let name = &conf.bridge;
+        let existing = self.node.link_by_name(name).map_err(kernel)?;
+        let mut br = match existing {
+            Some(l) => l,
+            None => {
+                self.node
+                    .add_bridge(name, conf.mtu, conf.wants_vlans())
+                    .map_err(|e| vlan_error(e, conf))?;
+                self.node
+                    .link_by_name(name)
+                    .map_err(kernel)?
+                    .ok_or_else(|| {
+                        Error::internal(format!("bridge {name} vanished right after its creation"))
+                    })?
+            }
+        };
+        if !br.is_bridge() {
+            return Err(Error::invalid_config(format!(
+                "bridge {name:?}: a link of that name exists and is {}, not a bridge",
+                br.kind
+                    .as_deref()
+                    .map(|k| format!("a {k}"))
+                    .unwrap_or_else(|| "a device".into())
+            )));
+        }
+        if conf.wants_vlans() && br.vlan_filtering != Some(true) {
+            if br.vlan_filtering.is_none() {
+                return Err(vlan_unsupported(conf));
+            }
+            self.node
+                .set_vlan_filtering(&br, true)
+                .map_err(|e| vlan_error(e, conf))?;
+        }
+        let want_promisc = conf.promisc && !br.promisc;
+        if !br.up || want_promisc {
+            // We own the routes of the bridge: no router advertisements (as the reference).
+            let _ = netlink::sysctl::ensure(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+            let change = LinkChange {
+                up: Some(true),
+                promisc: want_promisc.then_some(true),
+                ..Default::default()
+            };
+            self.node
+                .set_link(br.index, name, &change)
+                .map_err(kernel)?;
+            br.up = true;
+        }
+        Ok(br)
+    }
+
+    /// The veth pair: host end `veth<hex>` here, container end CNI_IFNAME created directly in
+    /// the container namespace with the MTU and the requested MAC.
+    fn create_veth(&mut self) -> Result<(Link, Link), Error> {
+        let ifname = &self.call.env.ifname;
+        for _ in 0..VETH_NAME_ATTEMPTS {
+            let host_name = node::random_veth_name();
+            let spec = VethSpec {
+                name: &host_name,
+                peer: ifname,
+                peer_ns_fd: self.ns.raw_fd(),
+                mtu: self.conf.mtu,
+                peer_mac: self.conf.mac,
+            };
+            match self.node.add_veth(&spec) {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {
+                    if self.cont.link_by_name(ifname).map_err(kernel)?.is_some() {
+                        return Err(Error::invalid_env(format!(
+                            "CNI_IFNAME={ifname}: the container already has an interface of that name"
+                        )));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(kernel(e)),
+            }
+            let host = self.node.link_by_name(&host_name).map_err(kernel)?;
+            let host =
+                host.ok_or_else(|| Error::internal(format!("host veth {host_name} vanished")))?;
+            self.undo.push(Undo::Link {
+                index: host.index,
+                name: host.name.clone(),
+            });
+            let cont = self.cont.link_by_name(ifname).map_err(kernel)?;
+            let cont = cont
+                .ok_or_else(|| Error::internal(format!("container interface {ifname} vanished")))?;
+            return Ok((host, cont));
+        }
+        Err(Error::try_again_later(format!(
+            "no free host veth name after {VETH_NAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Host end: into the bridge, tagged with its owner, up; port options and VLANs.
+    fn attach_port(&mut self, bridge: &Link, host: &Link) -> Result<(), Error> {
+        let conf = self.conf;
+        let change = LinkChange {
+            up: Some(true),
+            master: Some(bridge.index),
+            alias: Some(node::owner_alias(
+                &conf.network,
+                &self.call.env.container_id,
+                &self.call.env.ifname,
+            )),
+            ..Default::default()
+        };
+        self.node
+            .set_link(host.index, &host.name, &change)
+            .map_err(kernel)?;
+        if conf.hairpin || conf.port_isolation {
+            self.node
+                .set_bridge_port(host, conf.hairpin, conf.port_isolation)
+                .map_err(kernel)?;
+        }
+        configure_port_vlans(
+            &self.node,
+            host,
+            conf.vlan,
+            &conf.trunk,
+            conf.preserve_default_vlan,
+        )
+    }
+
+    fn set_up(&self, nl: &Netlink, link: &Link) -> Result<(), Error> {
+        nl.set_link(
+            link.index,
+            &link.name,
+            &LinkChange {
+                up: Some(true),
+                ..Default::default()
+            },
+        )
+        .map_err(kernel)
+    }
+
+    /// Gateways and the default route the configuration asks for; every IP is on interface 2.
+    fn complete_l3(&self, result: &mut CniResult) {
+        let mut default_for = [false, false];
+        for ip in &mut result.ips {
+            ip.interface = Some(2);
+            if ip.gateway.is_none() && self.conf.is_gateway {
+                ip.gateway = Some(first_host(ip.address));
+            }
+            if !self.conf.is_default_gateway {
+                continue;
+            }
+            let fam = usize::from(ip.address.is_ipv6());
+            if default_for[fam] {
+                continue;
+            }
+            let has_default = result.routes.iter().any(|r| {
+                r.gw.is_some() && r.dst.prefix() == 0 && r.dst.is_ipv6() == ip.address.is_ipv6()
+            });
+            if !has_default {
+                let dst = if ip.address.is_ipv6() {
+                    "::/0"
+                } else {
+                    "0.0.0.0/0"
+                };
+                result
+                    .routes
+                    .push(CniRoute::new(dst.parse().expect("constant"), ip.gateway));
+            }
+            default_for[fam] = true;
+        }
+    }
+
+    /// Container end: DAD and ARP sysctls, addresses, up, routes.
+    fn configure_container(&self, cont: &Link, result: &CniResult) -> Result<(), Error> {
+        let ifname = &cont.name;
+        let has_v6 = result.ips.iter().any(|ip| ip.address.is_ipv6());
+        let enable_dad = self.conf.enable_dad;
+        self.ns
+            .run(|| {
+                // Best effort, as the reference: a namespace without IPv6 has no such keys.
+                if has_v6 {
+                    let _ = netlink::sysctl::ensure(
+                        &format!("net/ipv6/conf/{ifname}/disable_ipv6"),
+                        "0",
+                    );
+                }
+                if enable_dad {
+                    let _ = netlink::sysctl::write(
+                        &format!("net/ipv6/conf/{ifname}/enhanced_dad"),
+                        "1",
+                    );
+                    let _ =
+                        netlink::sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
+                } else {
+                    // No DAD: the address is usable at once (reference #680: ~2 s otherwise).
+                    let _ =
+                        netlink::sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
+                }
+                let _ = netlink::sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+            })
+            .map_err(|e| Error::internal(e.to_string()))?;
+        for ip in &result.ips {
+            self.cont
+                .add_address(cont.index, ifname, ip.address)
+                .map_err(kernel)?;
+        }
+        self.set_up(&self.cont, cont)?;
+        let gw4 = result
+            .ips
+            .iter()
+            .filter(|ip| ip.address.is_ipv4())
+            .find_map(|ip| ip.gateway);
+        let gw6 = result
+            .ips
+            .iter()
+            .filter(|ip| ip.address.is_ipv6())
+            .find_map(|ip| ip.gateway);
+        for r in &result.routes {
+            let gw = r.gw.or(if r.dst.is_ipv4() { gw4 } else { gw6 });
+            let mut route = Route::new(r.dst, gw, cont.index);
+            route.priority = r.priority;
+            route.mtu = r.mtu;
+            route.advmss = r.advmss;
+            if let Some(t) = r.table {
+                route.table = t;
+            }
+            if let Some(s) = r.scope {
+                route.scope = s;
+            }
+            self.cont.add_route(&route).map_err(|e| {
+                let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                kernel(e.with_op(format!(
+                    "add route {}{via} dev {ifname} in the container",
+                    r.dst
+                )))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Gateway addresses on the bridge (or on `<bridge>.<vlan>`), forwarding on.
+    fn configure_gateway(&mut self, bridge: &Link, result: &mut CniResult) -> Result<(), Error> {
+        let target = if self.conf.vlan != 0 {
+            let gw_if = self.ensure_vlan_gateway(bridge)?;
+            result.interfaces.push(Interface {
+                name: gw_if.name.clone(),
+                mac: gw_if.mac.map(|m| m.to_string()),
+                ..Default::default()
+            });
+            gw_if
+        } else {
+            bridge.clone()
+        };
+        let mut families = [false, false];
+        for ip in &result.ips {
+            let Some(gw) = ip.gateway else { continue };
+            let net = IpNetwork::new(gw, ip.address.prefix()).expect("prefix of a valid network");
+            ensure_address(&self.node, &target, net, self.conf.force_address)?;
+            families[usize::from(gw.is_ipv6())] = true;
+        }
+        // Pin the MAC: otherwise the bridge takes the lowest port MAC and changes with churn.
+        if let Some(mac) = target.mac {
+            let change = LinkChange {
+                mac: Some(mac),
+                ..Default::default()
+            };
+            self.node
+                .set_link(target.index, &target.name, &change)
+                .map_err(kernel)?;
+        }
+        if families[0] {
+            netlink::sysctl::ensure("net/ipv4/ip_forward", "1")
+                .map_err(|e| Error::internal(e.to_string()))?;
+        }
+        if families[1] {
+            netlink::sysctl::ensure("net/ipv6/conf/all/forwarding", "1")
+                .map_err(|e| Error::internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The reference's VLAN gateway: a veth whose end `<bridge>.<vlan>` stays on the node and
+    /// whose other end is an access port of the VLAN. Shared by every attachment of the VLAN.
+    fn ensure_vlan_gateway(&mut self, bridge: &Link) -> Result<Link, Error> {
+        let name = format!("{}.{}", self.conf.bridge, self.conf.vlan);
+        if let Some(l) = self.node.link_by_name(&name).map_err(kernel)? {
+            return Ok(l);
+        }
+        let node_ns = NetNs::current().map_err(|e| Error::internal(e.to_string()))?;
+        for _ in 0..VETH_NAME_ATTEMPTS {
+            let port_name = node::random_veth_name();
+            let spec = VethSpec {
+                name: &port_name,
+                peer: &name,
+                peer_ns_fd: node_ns.raw_fd(),
+                mtu: Some(bridge.mtu),
+                peer_mac: None,
+            };
+            match self.node.add_veth(&spec) {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {
+                    if let Some(l) = self.node.link_by_name(&name).map_err(kernel)? {
+                        return Ok(l); // created by a concurrent ADD
+                    }
+                    continue;
+                }
+                Err(e) => return Err(kernel(e)),
+            }
+            let port = self.node.link_by_name(&port_name).map_err(kernel)?;
+            let port = port.ok_or_else(|| Error::internal(format!("{port_name} vanished")))?;
+            let change = LinkChange {
+                up: Some(true),
+                master: Some(bridge.index),
+                ..Default::default()
+            };
+            self.node
+                .set_link(port.index, &port.name, &change)
+                .map_err(kernel)?;
+            configure_port_vlans(
+                &self.node,
+                &port,
+                self.conf.vlan,
+                &[],
+                self.conf.preserve_default_vlan,
+            )?;
+            let gw = self.node.link_by_name(&name).map_err(kernel)?;
+            let gw = gw.ok_or_else(|| Error::internal(format!("{name} vanished")))?;
+            self.set_up(&self.node, &gw)?;
+            return Ok(gw);
+        }
+        Err(Error::try_again_later(format!(
+            "no free veth name for the VLAN gateway {name}"
+        )))
+    }
+}
+
+/// Access (PVID, untagged) or trunk (tagged) VLANs of a port; VLAN 1 removed unless preserved.
+fn configure_port_vlans(
+    nl: &Netlink,
+    port: &Link,
+    vlan: u16,
+    trunk: &[(u16, u16)],
+    preserve_default: bool,
+) -> Result<(), Error> {
+    if vlan == 0 && trunk.is_empty() {
+        return Ok(());
+    }
+    if !preserve_default {
+        for (vid, _, _) in nl.bridge_vlans(port).map_err(kernel)? {
+            nl.bridge_vlan_del(port, vid, vid).map_err(kernel)?;
+        }
+    }
+    if vlan != 0 {
+        nl.bridge_vlan_add(port, vlan, vlan, true, true)
+            .map_err(kernel)?;
+    }
+    for &(first, last) in trunk {
+        nl.bridge_vlan_add(port, first, last, false, false)
+            .map_err(kernel)?;
+    }
+    Ok(())
+}
+
+/// Puts `net` on `link`. A different IPv4 address, or an overlapping IPv6 one, is an error
+/// unless forceAddress, which replaces it (the reference's rule).
+fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Result<(), Error> {
+    for a in nl.addresses(link.index).map_err(kernel)? {
+        if a.net.is_ipv4() != net.is_ipv4() {
+            continue;
+        }
+        if a.net == net {
+            return Ok(());
+        }
+        let conflicts = net.is_ipv4() || a.net.contains(net.ip()) || net.contains(a.net.ip());
+        if !conflicts {
+            continue;
+        }
+        if !force {
+            return Err(Error::invalid_config(format!(
+                "bridge {:?} already has address {} where the gateway {net} should go: set forceAddress to replace it",
+                link.name, a.net
+            )));
+        }
+        nl.del_address(link.index, &link.name, a.net)
+            .map_err(kernel)?;
+    }
+    nl.add_address(link.index, &link.name, net)
+        .map_err(kernel)?;
+    Ok(())
+}
+
+/// The first host of the network of `addr` (the reference's default gateway).
+fn first_host(addr: IpNetwork) -> IpAddr {
+    match addr {
+        IpNetwork::V4(n) => IpAddr::V4((u32::from(n.network()) + 1).into()),
+        IpNetwork::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
+    }
+}
+
+fn vlan_unsupported(conf: &BridgeConf) -> Error {
+    let key = if conf.vlan != 0 {
+        format!("vlan {}", conf.vlan)
+    } else {
+        "vlanTrunk".to_string()
+    };
+    Error::new(
+        code::UNSUPPORTED_FIELD,
+        format!(
+            "{key} needs bridge VLAN filtering, which this kernel does not provide (CONFIG_BRIDGE_VLAN_FILTERING): nothing was changed"
+        ),
+    )
+}
+
+fn vlan_error(e: netlink::Error, conf: &BridgeConf) -> Error {
+    if e.is_not_supported() && conf.wants_vlans() {
+        vlan_unsupported(conf)
+    } else {
+        kernel(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_gateway_is_the_first_host_of_the_network() {
+        assert_eq!(
+            first_host("10.1.2.77/24".parse().unwrap()).to_string(),
+            "10.1.2.1"
+        );
+        assert_eq!(
+            first_host("fd00:1::99/64".parse().unwrap()).to_string(),
+            "fd00:1::1"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! What every verb shares: opening the container namespace, naming and tagging host veths,
+//! waiting for a bridge port, mapping kernel errors to CNI errors.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use cni::{Call, Error};
+use netlink::{Link, Netlink};
+use netns::NetNs;
+
+/// How long ADD waits for a new bridge port to forward before undoing (reference: ~2.5 s of
+/// fixed sleeps starting at 50 ms, #463; here a short backoff that returns as soon as it is up).
+const PORT_UP_TIMEOUT: Duration = Duration::from_secs(3);
+/// `IFALIASZ - 1`: the longest alias the kernel keeps.
+const MAX_ALIAS: usize = 255;
+/// Tag at the start of the alias of every host veth this plugin creates.
+const ALIAS_TAG: &str = "multihome-bridge";
+
+/// A kernel failure: code 999 with what was attempted.
+pub fn kernel(e: netlink::Error) -> Error {
+    Error::internal(e.to_string())
+}
+
+/// An nftables failure.
+pub fn nft(e: nft::Error) -> Error {
+    Error::internal(e.to_string())
+}
+
+/// The container namespace named by CNI_NETNS.
+pub fn open_netns(call: &Call) -> Result<NetNs, Error> {
+    let path = call
+        .env
+        .netns
+        .as_ref()
+        .ok_or_else(|| Error::invalid_env("CNI_NETNS is required"))?;
+    NetNs::open(path).map_err(|e| Error::invalid_env(format!("CNI_NETNS={}: {e}", path.display())))
+}
+
+/// A netlink socket in the container namespace.
+pub fn container_netlink(ns: &NetNs) -> Result<Netlink, Error> {
+    Netlink::connect_in(ns).map_err(kernel)
+}
+
+/// A netlink socket in the node namespace (the plugin's own).
+pub fn node_netlink() -> Result<Netlink, Error> {
+    Netlink::connect().map_err(kernel)
+}
+
+/// The owner tag written into the alias of a host veth, so that GC can find the attachments
+/// whose DEL never came: `multihome-bridge cid=<id> if=<ifname> net=<network>`.
+pub fn owner_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    let mut s = format!("{ALIAS_TAG} cid={container_id} if={ifname} net={network}");
+    if s.len() > MAX_ALIAS {
+        let mut cut = MAX_ALIAS;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// The owner of a host veth: (container ID, ifname, network) read back from its alias.
+/// Container IDs and interface names contain no spaces; the network name comes last.
+pub fn parse_owner(alias: &str) -> Option<(String, String, String)> {
+    let rest = alias.strip_prefix(ALIAS_TAG)?.strip_prefix(" cid=")?;
+    let (cid, rest) = rest.split_once(" if=")?;
+    let (ifname, network) = rest.split_once(" net=")?;
+    Some((cid.to_string(), ifname.to_string(), network.to_string()))
+}
+
+/// `veth` + 8 random hex digits, as the reference names host ends.
+pub fn random_veth_name() -> String {
+    let mut b = [0u8; 4];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if filled.is_err() {
+        // Fall back on the clock and pid: uniqueness is re-checked by the kernel (EEXIST).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        b = (t ^ std::process::id().rotate_left(16)).to_be_bytes();
+    }
+    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
+}
+
+/// Waits until the host end is operationally up (a new bridge port starts disabled and
+/// forwards once the kernel's link watcher has seen the carrier), polling with a short backoff.
+pub fn wait_port_up(nl: &Netlink, port: &Link) -> Result<Link, Error> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let link = nl
+            .link_by_index(port.index)
+            .map_err(kernel)?
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "host veth {} disappeared while waiting for it",
+                    port.name
+                ))
+            })?;
+        if link.oper_up {
+            return Ok(link);
+        }
+        if start.elapsed() > PORT_UP_TIMEOUT {
+            return Err(Error::try_again_later(format!(
+                "bridge port {} did not come up within {:?}",
+                port.name, PORT_UP_TIMEOUT
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Joins the errors of a best-effort operation: the first one with the others as details.
+pub fn joined(mut errors: Vec<Error>) -> Result<(), Error> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let first = errors.remove(0);
+    if errors.is_empty() {
+        return Err(first);
+    }
+    let rest: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
+    Err(first.with_details(format!("also: {}", rest.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_alias_round_trips_and_keeps_spaces_in_network_names() {
+        let a = owner_alias("my net", "abc123", "net1");
+        assert_eq!(a, "multihome-bridge cid=abc123 if=net1 net=my net");
+        assert_eq!(
+            parse_owner(&a),
+            Some(("abc123".into(), "net1".into(), "my net".into()))
+        );
+        assert_eq!(parse_owner("something else"), None);
+    }
+
+    #[test]
+    fn a_long_alias_is_cut_to_what_the_kernel_keeps() {
+        let a = owner_alias(&"n".repeat(400), &"c".repeat(64), "eth0");
+        assert_eq!(a.len(), MAX_ALIAS);
+    }
+
+    #[test]
+    fn host_veth_names_look_like_the_reference_ones() {
+        let n = random_veth_name();
+        assert_eq!(n.len(), 12);
+        assert!(n.starts_with("veth") && n[4..].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(random_veth_name(), random_veth_name());
+    }
+}
