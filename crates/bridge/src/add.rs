@@ -440,7 +440,13 @@ impl Attach<'_> {
             families[usize::from(gw.is_ipv6())] = true;
         }
         // Pin the MAC: otherwise the bridge takes the lowest port MAC and changes with churn.
-        if let Some(mac) = target.mac {
+        // Read it now: a bridge without ports has no MAC yet (all zeros) on recent kernels.
+        let target = self
+            .node
+            .link_by_index(target.index)
+            .map_err(kernel)?
+            .unwrap_or(target);
+        if let Some(mac) = target.mac.filter(|m| !m.is_zero()) {
             let change = LinkChange {
                 mac: Some(mac),
                 ..Default::default()
