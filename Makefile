@@ -42,7 +42,7 @@ install: build
 test: deps build
 	$(CARGO) test --release --workspace
 
-## demo: the suite answering a real runtime (libcni) in network namespaces
+## demo: two simulated nodes, the NMState and Multus steps, VMs on the bridge network via libcni
 demo: deps build
 	$(CARGO) run --release -q -p conformance-tests --bin multihome-demo
 
