@@ -10,13 +10,14 @@ SBIN_DIR     ?= /usr/local/sbin
 BINS         := bridge static whereabouts
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 nftables iputils-ping golang-go golang-github-appc-cni-dev containernetworking-plugins
+DEB_PKGS     := iproute2 nftables iputils-ping golang-go golang-github-appc-cni-dev containernetworking-plugins \
+                qemu-system-x86 python3-venv kmod busybox-static
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
 export MULTIHOME_BIN_DIR := $(RELEASE_DIR)
 
-.PHONY: deps build install test demo bench clean fmt lint root
+.PHONY: deps build install test test-kernel demo bench clean fmt lint root
 
 ## deps: apt-get update, then apt-get install of what is missing (idempotent)
 deps: root
@@ -38,9 +39,15 @@ install: build
 	for b in $(BINS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
 	for b in $(TOOLS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(SBIN_DIR)/$$b; done
 
-## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers)
+## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers),
+## then the kernel lane (about 45 s; the first run also fetches the kernel and virtme-ng)
 test: deps build
 	$(CARGO) test --release --workspace
+	tools/kernel-lane
+
+## test-kernel: what this kernel cannot run (bridge VLAN filtering), on Debian's kernel under qemu
+test-kernel: deps build
+	tools/kernel-lane
 
 ## demo: two simulated nodes, the NMState and Multus steps, VMs on the bridge network via libcni
 demo: deps build
