@@ -97,6 +97,20 @@ fn pings(from: &Netns, to: &str) -> bool {
 fn main() {
     require_root();
     let started = Instant::now();
+    // Everything the demo creates is dropped inside `demo`, before the exit code is decided.
+    let failures = demo();
+    println!(
+        "\nremoved the namespaces; demo took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if failures > 0 {
+        eprintln!("demo: {failures} step(s) failed");
+        std::process::exit(1);
+    }
+}
+
+/// The whole demo; returns how many steps failed.
+fn demo() -> usize {
     println!("multihome demo: the documentation's Linux bridge network, on two simulated nodes\n");
     let nodes = [Node::new("demo-node-a"), Node::new("demo-node-b")];
     let tor = Netns::new("demo-tor");
@@ -250,18 +264,7 @@ fn main() {
         );
         failures += usize::from(!refused || !check.ok() || !del.ok() || !del_again.ok());
     }
-    drop(vms);
-    drop(runtimes);
-    drop((tor, router));
-    drop(nodes);
-    println!(
-        "\nremoved the namespaces; demo took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    if failures > 0 {
-        eprintln!("demo: {failures} step(s) failed");
-        std::process::exit(1);
-    }
+    failures
 }
 
 fn verdict(ok: bool) -> &'static str {
