@@ -42,7 +42,7 @@ install: build
 ## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers),
 ## then the kernel lane (about 45 s; the first run also fetches the kernel and virtme-ng)
 test: deps build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 	tools/kernel-lane
 
 ## test-kernel: what this kernel cannot run (bridge VLAN filtering), on Debian's kernel under qemu

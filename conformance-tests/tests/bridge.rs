@@ -733,3 +733,56 @@ fn an_interface_name_already_taken_in_the_container_is_refused_untouched() {
     assert!(lab.veths().is_empty());
     assert!(a.addresses("net1").iter().all(|x| !x.starts_with("10.")));
 }
+
+/// The JSON inside `config: '...'` of a NetworkAttachmentDefinition example under deploy/.
+fn nad_config(file: &str) -> Value {
+    let path = conformance_tests::plugin::workspace_root()
+        .join("deploy/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = text
+        .find("config: '")
+        .unwrap_or_else(|| panic!("{file}: no config"))
+        + "config: '".len();
+    let end = start
+        + text[start..]
+            .find('\'')
+            .unwrap_or_else(|| panic!("{file}: unterminated config"));
+    serde_json::from_str(&text[start..end])
+        .unwrap_or_else(|e| panic!("{file}: config is not JSON: {e}"))
+}
+
+#[test]
+fn the_documentations_bridge_nads_are_valid_and_attach_as_written() {
+    for file in [
+        "nad-bridge-network.yaml",
+        "nad-private-overlay.yaml",
+        "nad-ovn-localnet.yaml",
+    ] {
+        let c = nad_config(file);
+        assert!(
+            c["name"].is_string() && c["type"].is_string(),
+            "{file}: {c}"
+        );
+    }
+    let lab = Lab::new();
+    let a = Netns::new("br-nad");
+    // As written, except the store directory: a test keeps its state in its own scratch space.
+    let mut c = nad_config("nad-bridge-network-whereabouts.yaml");
+    c["ipam"]["store_dir"] = json!(lab.store());
+    c["runtimeConfig"] = json!({"mac": "02:00:00:00:00:42"});
+    lab.ip(&["link", "add", "name", "br1", "type", "bridge"]);
+    let out = lab.add("nad", &a, &c);
+    assert!(out.ok(), "{out}");
+    assert_eq!(
+        out.json()["ips"][0]["address"],
+        "192.0.2.2/24",
+        "the gateway 192.0.2.1 is never handed out"
+    );
+    assert_eq!(mac_of(&a, "net1"), "02:00:00:00:00:42");
+    assert!(lab
+        .nft("list table bridge nat")
+        .contains("cni-br-iface-nad-net1"));
+    assert!(lab.del("nad", &a, &c).ok());
+    assert!(lab.reservations().is_empty());
+}
