@@ -316,3 +316,19 @@ mod tests {
             .contains("vlanTrunk[0].id 4095"));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::{Raw, VlanTrunk};
+
+    #[test]
+    fn every_key_the_plugin_accepts_is_documented() {
+        let doc = include_str!("../../../docs/bridge.md");
+        let mut missing = cni::introspect::undocumented::<Raw>(doc);
+        missing.extend(cni::introspect::undocumented::<VlanTrunk>(doc));
+        assert!(
+            missing.is_empty(),
+            "docs/bridge.md does not document {missing:?}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod delegate;
 pub mod env;
 pub mod error;
+pub mod introspect;
 pub mod log;
 pub mod result;
 pub mod skel;

@@ -244,3 +244,20 @@ impl Plugin for StaticIpam {
 #[cfg(test)]
 #[path = "fixed_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod doc_tests {
+    use super::{AddressEntry, RouteEntry, StaticConf};
+
+    #[test]
+    fn every_key_static_accepts_is_documented() {
+        let doc = include_str!("../../../docs/static.md");
+        let mut missing = cni::introspect::undocumented::<StaticConf>(doc);
+        missing.extend(cni::introspect::undocumented::<AddressEntry>(doc));
+        missing.extend(cni::introspect::undocumented::<RouteEntry>(doc));
+        assert!(
+            missing.is_empty(),
+            "docs/static.md does not document {missing:?}"
+        );
+    }
+}

@@ -747,3 +747,19 @@ fn timeout(key: &str, value: Option<u64>, default: u64) -> Result<u64, Error> {
 #[cfg(test)]
 #[path = "whereabouts_conf_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod doc_tests {
+    use super::{RawConf, RawRange};
+
+    #[test]
+    fn every_key_whereabouts_accepts_is_documented() {
+        let doc = include_str!("../../../docs/whereabouts.md");
+        let mut missing = cni::introspect::undocumented::<RawConf>(doc);
+        missing.extend(cni::introspect::undocumented::<RawRange>(doc));
+        assert!(
+            missing.is_empty(),
+            "docs/whereabouts.md does not document {missing:?}"
+        );
+    }
+}
