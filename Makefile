@@ -11,7 +11,7 @@ BINS         := bridge static whereabouts
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 nftables iputils-ping golang-go golang-github-appc-cni-dev containernetworking-plugins \
-                qemu-system-x86 python3-venv kmod busybox-static
+                qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release

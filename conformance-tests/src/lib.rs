@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cache;
 pub mod conflist;
 pub mod error;
+pub mod etcd;
 pub mod exec;
 pub mod libcni;
 pub mod netns;
@@ -25,6 +26,7 @@ pub mod runtime_conf;
 pub mod tempdir;
 
 pub use error::CniError;
+pub use etcd::EtcdCluster;
 pub use exec::{CniVars, Invocation};
 pub use libcni::LibcniClient;
 pub use netns::{Netns, Node};

@@ -1,0 +1,38 @@
+//! The etcd fixture itself: members start inside a test namespace, form one cluster, keep
+//! serving with one member down, refuse writes without quorum, and recover.
+
+use conformance_tests::{EtcdCluster, Netns};
+
+#[test]
+fn a_three_member_cluster_keeps_quorum_with_one_member_down_and_loses_it_with_two() {
+    let ns = Netns::new("etcd");
+    let mut etcd = EtcdCluster::start(3, &ns);
+    let all = etcd.endpoints();
+    let members = etcd.etcdctl(&all, &["member", "list"]);
+    assert_eq!(String::from_utf8_lossy(&members.stdout).lines().count(), 3);
+    assert!(etcd.etcdctl(&all, &["put", "/probe", "1"]).status.success());
+
+    etcd.stop_member(0);
+    let survivors = vec![etcd.endpoint(1), etcd.endpoint(2)];
+    assert!(
+        etcd.etcdctl(&survivors, &["put", "/probe", "2"])
+            .status
+            .success(),
+        "2 of 3 keep quorum"
+    );
+
+    etcd.stop_member(1);
+    let last = vec![etcd.endpoint(2)];
+    let refused = etcd.etcdctl(&last, &["put", "/probe", "3", "--command-timeout=2s"]);
+    assert!(!refused.status.success(), "1 of 3 must not accept writes");
+
+    etcd.start_member(0);
+    assert!(
+        etcd.etcdctl(&last, &["put", "/probe", "4", "--command-timeout=5s"])
+            .status
+            .success(),
+        "quorum back"
+    );
+    let got = etcd.etcdctl(&last, &["get", "/probe", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "4");
+}
