@@ -1,7 +1,27 @@
 //! The etcd fixture itself: members start inside a test namespace, form one cluster, keep
 //! serving with one member down, refuse writes without quorum, and recover.
 
+use std::time::{Duration, Instant};
+
 use conformance_tests::{EtcdCluster, Netns};
+
+/// A put that may have to wait for a leader election (about a second after a leader dies).
+fn put_within(etcd: &EtcdCluster, endpoints: &[String], value: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if etcd
+            .etcdctl(endpoints, &["put", "/probe", value, "--command-timeout=2s"])
+            .status
+            .success()
+        {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 #[test]
 fn a_three_member_cluster_keeps_quorum_with_one_member_down_and_loses_it_with_two() {
@@ -15,9 +35,7 @@ fn a_three_member_cluster_keeps_quorum_with_one_member_down_and_loses_it_with_tw
     etcd.stop_member(0);
     let survivors = vec![etcd.endpoint(1), etcd.endpoint(2)];
     assert!(
-        etcd.etcdctl(&survivors, &["put", "/probe", "2"])
-            .status
-            .success(),
+        put_within(&etcd, &survivors, "2", Duration::from_secs(15)),
         "2 of 3 keep quorum"
     );
 
@@ -28,9 +46,7 @@ fn a_three_member_cluster_keeps_quorum_with_one_member_down_and_loses_it_with_tw
 
     etcd.start_member(0);
     assert!(
-        etcd.etcdctl(&last, &["put", "/probe", "4", "--command-timeout=5s"])
-            .status
-            .success(),
+        put_within(&etcd, &last, "4", Duration::from_secs(15)),
         "quorum back"
     );
     let got = etcd.etcdctl(&last, &["get", "/probe", "--print-value-only"]);

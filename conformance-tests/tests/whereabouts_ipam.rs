@@ -2,17 +2,24 @@
 //! node namespace), with the store's content read back through the operators' tool.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use conformance_tests::{
-    ours, CniVars, Invocation, LibcniClient, Netns, Node, Outcome, PluginDir, Runtime, RuntimeConf,
-    TempDir,
+    ours, CniVars, EtcdCluster, Invocation, LibcniClient, Netns, Node, Outcome, PluginDir, Runtime,
+    RuntimeConf, TempDir,
 };
 use serde_json::{json, Value};
 
-/// A node, a container namespace and a store directory.
+/// Which store a lab's whereabouts uses: the same behaviour tests run against both.
+enum Backend {
+    File,
+    Etcd,
+}
+
+/// A node, a container namespace and a store: a directory, or one etcd member on the node's
+/// loopback (the plugins run in the node namespace and reach it there).
 struct Lab {
+    etcd: Option<EtcdCluster>,
     node: Node,
     ctr: Netns,
     scratch: TempDir,
@@ -20,8 +27,15 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
+        Lab::with(Backend::File)
+    }
+
+    fn with(backend: Backend) -> Lab {
+        let node = Node::new("wb-node");
+        let etcd = matches!(backend, Backend::Etcd).then(|| EtcdCluster::start(1, &node));
         Lab {
-            node: Node::new("wb-node"),
+            etcd,
+            node,
             ctr: Netns::new("wb-ctr"),
             scratch: TempDir::new("wb"),
         }
@@ -31,12 +45,21 @@ impl Lab {
         self.scratch.join("store")
     }
 
+    /// The `ipam` keys that select this lab's store.
+    fn store_keys(&self) -> Value {
+        match &self.etcd {
+            None => json!({"store_dir": self.store()}),
+            Some(etcd) => json!({"datastore": "etcd", "etcd_endpoints": etcd.endpoints(),
+                "etcd_request_timeout_ms": 3000}),
+        }
+    }
+
     /// A whereabouts config (version 1.1.0) with `ipam` keys merged over the defaults.
     fn conf(&self, ipam: Value) -> Value {
-        let mut i = json!({"type": "whereabouts", "store_dir": self.store()});
-        i.as_object_mut()
-            .unwrap()
-            .extend(ipam.as_object().cloned().unwrap_or_default());
+        let mut i = json!({"type": "whereabouts"});
+        let o = i.as_object_mut().unwrap();
+        o.extend(self.store_keys().as_object().cloned().unwrap_or_default());
+        o.extend(ipam.as_object().cloned().unwrap_or_default());
         json!({"cniVersion": "1.1.0", "name": "wb-net", "type": "whereabouts", "ipam": i})
     }
 
@@ -60,31 +83,30 @@ impl Lab {
         self.call("ADD", cid, "net1", "", conf)
     }
 
+    /// `multihome-ipam` against this lab's store, run in the node namespace.
+    fn tool(&self, args: &[&str]) -> String {
+        let tool = ours("multihome-ipam").display().to_string();
+        let store = self.store().display().to_string();
+        let endpoints = self.etcd.as_ref().map(|e| e.endpoints().join(","));
+        let mut argv = vec![tool.as_str()];
+        match &endpoints {
+            None => argv.extend(["--store-dir", store.as_str()]),
+            Some(e) => argv.extend(["--etcd-endpoints", e.as_str()]),
+        }
+        argv.extend(args);
+        self.node.run_ok(&argv)
+    }
+
     /// The store's reservations as (ip, container ID), through `multihome-ipam list`.
     fn reservations(&self) -> Vec<(String, String)> {
-        let out = ipam_tool(&self.store(), &["list"]);
-        out.lines()
+        self.tool(&["list"])
+            .lines()
             .map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 (f[1].to_string(), f[2].to_string())
             })
             .collect()
     }
-}
-
-fn ipam_tool(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(ours("multihome-ipam"))
-        .arg("--store-dir")
-        .arg(store)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "multihome-ipam {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn ip_of(out: &Outcome) -> String {
@@ -95,9 +117,7 @@ fn ip_of(out: &Outcome) -> String {
         .to_string()
 }
 
-#[test]
-fn lowest_free_address_skips_network_gateway_and_excludes() {
-    let lab = Lab::new();
+fn lowest_free_address_skips_network_gateway_and_excludes(lab: Lab) {
     let conf = lab.conf(json!({"range": "10.80.0.0/24", "gateway": "10.80.0.1", "exclude": ["10.80.0.2/31", "10.80.0.5"]}));
     let got: Vec<String> = (0..3)
         .map(|i| ip_of(&lab.add(&format!("c{i}"), &conf)))
@@ -115,10 +135,8 @@ fn lowest_free_address_skips_network_gateway_and_excludes() {
     );
 }
 
-#[test]
-fn host_local_spellings_are_honoured_and_the_gateway_never_handed_out() {
+fn host_local_spellings_are_honoured_and_the_gateway_never_handed_out(lab: Lab) {
     // whereabouts ignores rangeStart/rangeEnd and hands out the gateway (#601).
-    let lab = Lab::new();
     let conf = lab.conf(json!({"range": "10.81.0.0/24", "rangeStart": "10.81.0.10", "rangeEnd": "10.81.0.12", "gateway": "10.81.0.11"}));
     assert_eq!(ip_of(&lab.add("a", &conf)), "10.81.0.10/24");
     assert_eq!(ip_of(&lab.add("b", &conf)), "10.81.0.12/24");
@@ -132,9 +150,7 @@ fn host_local_spellings_are_honoured_and_the_gateway_never_handed_out() {
     assert_eq!(lab.reservations().len(), 2, "a failed ADD changes nothing");
 }
 
-#[test]
-fn a_restarted_sandbox_of_the_same_pod_gets_its_address_on_a_full_pool() {
-    let lab = Lab::new();
+fn a_restarted_sandbox_of_the_same_pod_gets_its_address_on_a_full_pool(lab: Lab) {
     let conf = lab.conf(json!({"range": "10.82.0.8/30"}));
     let pod = "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=vm-a";
     let first = lab.call("ADD", "sandbox-1", "net1", pod, &conf);
@@ -156,9 +172,7 @@ fn a_restarted_sandbox_of_the_same_pod_gets_its_address_on_a_full_pool() {
     );
 }
 
-#[test]
-fn ip_ranges_get_one_address_each_all_or_nothing() {
-    let lab = Lab::new();
+fn ip_ranges_get_one_address_each_all_or_nothing(lab: Lab) {
     let conf = lab.conf(json!({"ipRanges": [{"range": "10.83.0.0/24"}, {"range": "fd83::/64"}]}));
     let r = lab.add("dual", &conf).json();
     let ips: Vec<&str> = r["ips"]
@@ -181,18 +195,14 @@ fn ip_ranges_get_one_address_each_all_or_nothing() {
     );
 }
 
-#[test]
-fn ipv6_ranges_are_usable_beyond_the_first_half_of_a_64() {
+fn ipv6_ranges_are_usable_beyond_the_first_half_of_a_64(lab: Lab) {
     // whereabouts' 64-bit offsets only reach the first /65 of a /64 (#83).
-    let lab = Lab::new();
     let conf = lab.conf(json!({"range": "fd86::/64", "range_start": "fd86::ffff:ffff:ffff:fffe"}));
     assert_eq!(ip_of(&lab.add("a", &conf)), "fd86::ffff:ffff:ffff:fffe/64");
     assert_eq!(ip_of(&lab.add("b", &conf)), "fd86::ffff:ffff:ffff:ffff/64");
 }
 
-#[test]
-fn overlapping_ranges_share_addresses_within_a_network_name_only() {
-    let lab = Lab::new();
+fn overlapping_ranges_share_addresses_within_a_network_name_only(lab: Lab) {
     let wide = lab.conf(json!({"range": "10.87.0.0/24"}));
     let narrow = lab.conf(json!({"range": "10.87.0.0/28"}));
     assert_eq!(ip_of(&lab.add("w", &wide)), "10.87.0.1/24");
@@ -216,9 +226,7 @@ fn overlapping_ranges_share_addresses_within_a_network_name_only() {
     );
 }
 
-#[test]
-fn sixty_four_concurrent_adds_get_distinct_addresses_and_their_dels_empty_the_pool() {
-    let lab = Lab::new();
+fn sixty_four_concurrent_adds_get_distinct_addresses_and_their_dels_empty_the_pool(lab: Lab) {
     let conf = lab.conf(json!({"range": "10.88.0.0/24"}));
     let results: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..64)
@@ -246,14 +254,12 @@ fn sixty_four_concurrent_adds_get_distinct_addresses_and_their_dels_empty_the_po
     );
 }
 
-#[test]
-fn del_is_idempotent_and_check_fails_once_the_reservation_is_gone() {
-    let lab = Lab::new();
+fn del_is_idempotent_and_check_fails_once_the_reservation_is_gone(lab: Lab) {
     let mut conf = lab.conf(json!({"range": "10.89.0.0/24"}));
     let added = lab.add("chk", &conf);
     conf["prevResult"] = added.json();
     assert!(lab.call("CHECK", "chk", "net1", "", &conf).ok());
-    ipam_tool(&lab.store(), &["release", "10.89.0.1"]);
+    lab.tool(&["release", "10.89.0.1"]);
     assert_eq!(
         lab.call("CHECK", "chk", "net1", "", &conf).error_code(),
         Some(100)
@@ -275,9 +281,7 @@ fn del_is_idempotent_and_check_fails_once_the_reservation_is_gone() {
     );
 }
 
-#[test]
-fn gc_releases_reservations_of_attachments_not_in_the_valid_list() {
-    let lab = Lab::new();
+fn gc_releases_reservations_of_attachments_not_in_the_valid_list(lab: Lab) {
     let mut conf = lab.conf(json!({"range": "10.90.0.0/24"}));
     for cid in ["keep", "leak-1", "leak-2"] {
         assert!(lab.add(cid, &conf).ok());
@@ -359,12 +363,10 @@ fn kubernetes_datastore_is_rejected_but_a_kubeconfig_alone_is_tolerated() {
     assert_eq!(ip_of(&lab.add("k", &copied)), "10.92.0.1/24");
 }
 
-#[test]
-fn libcni_and_a_multus_shaped_call_allocate_check_and_release() {
-    let lab = Lab::new();
+fn libcni_and_a_multus_shaped_call_allocate_check_and_release(lab: Lab) {
     let dir = PluginDir::ours(&["whereabouts"]);
     let list = json!({"cniVersion": "1.0.0", "name": "wb-list", "plugins": [
-        {"type": "whereabouts", "ipam": {"type": "whereabouts", "range": "10.93.0.0/24", "gateway": "10.93.0.1", "store_dir": lab.store()}}]});
+        {"type": "whereabouts", "ipam": lab.conf(json!({"range": "10.93.0.0/24", "gateway": "10.93.0.1"}))["ipam"].clone()}]});
     let libcni = LibcniClient::new(dir.cni_path(), &lab.node);
     let pod = RuntimeConf::multus(
         lab.ctr.path(),
@@ -386,7 +388,8 @@ fn libcni_and_a_multus_shaped_call_allocate_check_and_release() {
         runtime.add_list(&list, &other).unwrap()["ips"][0]["address"],
         "10.93.0.3/24"
     );
-    let pods: BTreeSet<String> = ipam_tool(&lab.store(), &["list"])
+    let pods: BTreeSet<String> = lab
+        .tool(&["list"])
         .lines()
         .map(|l| l.split_whitespace().last().unwrap().to_string())
         .collect();
@@ -398,4 +401,50 @@ fn libcni_and_a_multus_shaped_call_allocate_check_and_release() {
     assert!(libcni.del(&list, &pod).ok());
     runtime.del_list(&list, &other).unwrap();
     assert!(lab.reservations().is_empty());
+}
+
+/// Runs each behaviour test against both stores.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod file_store {
+            $( #[test] fn $name() { super::$name(super::Lab::with(super::Backend::File)) } )*
+        }
+        mod etcd_store {
+            $( #[test] fn $name() { super::$name(super::Lab::with(super::Backend::Etcd)) } )*
+        }
+    };
+}
+
+on_both_stores!(
+    lowest_free_address_skips_network_gateway_and_excludes,
+    host_local_spellings_are_honoured_and_the_gateway_never_handed_out,
+    a_restarted_sandbox_of_the_same_pod_gets_its_address_on_a_full_pool,
+    ip_ranges_get_one_address_each_all_or_nothing,
+    ipv6_ranges_are_usable_beyond_the_first_half_of_a_64,
+    overlapping_ranges_share_addresses_within_a_network_name_only,
+    sixty_four_concurrent_adds_get_distinct_addresses_and_their_dels_empty_the_pool,
+    del_is_idempotent_and_check_fails_once_the_reservation_is_gone,
+    gc_releases_reservations_of_attachments_not_in_the_valid_list,
+    libcni_and_a_multus_shaped_call_allocate_check_and_release,
+);
+
+#[test]
+fn status_is_code_50_when_etcd_is_unreachable() {
+    let lab = Lab::with(Backend::Etcd);
+    let conf = lab.conf(json!({"range": "10.94.0.0/24"}));
+    let status = |conf: &Value| {
+        Invocation::new(ours("whereabouts"))
+            .in_node(&lab.node)
+            .vars(&CniVars::command("STATUS"))
+            .stdin_json(conf)
+            .run()
+    };
+    let up = status(&conf);
+    assert!(up.ok(), "{up}");
+    let mut gone = conf.clone();
+    gone["ipam"]["etcd_endpoints"] = json!(["http://127.0.0.1:9"]);
+    gone["ipam"]["etcd_dial_timeout_ms"] = json!(500);
+    let st = status(&gone);
+    assert_eq!(st.error_code(), Some(50), "{st}");
+    assert!(st.json()["msg"].as_str().unwrap().contains("etcd"), "{st}");
 }

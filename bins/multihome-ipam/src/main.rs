@@ -7,8 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use ipam::etcd_store::EtcdStore;
 use ipam::file_store::{FileStore, DEFAULT_STORE_DIR};
 use ipam::store::{PoolId, Reservation, Store};
+use ipam::whereabouts_conf::{
+    EtcdConf, DEFAULT_ETCD_DIAL_TIMEOUT_MS, DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
+};
 
 #[derive(Parser)]
 #[command(about = "Inspect and repair multihome's whereabouts reservations")]
@@ -16,6 +20,25 @@ struct Cli {
     /// The store directory (the `store_dir` of the IPAM config).
     #[arg(long, default_value = DEFAULT_STORE_DIR)]
     store_dir: PathBuf,
+    /// Use the etcd store at these endpoints (comma-separated, as `ipam.etcd_endpoints`)
+    /// instead of the file store.
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// The `ipam.etcd_prefix` of the network's config.
+    #[arg(long, default_value = DEFAULT_ETCD_PREFIX)]
+    etcd_prefix: String,
+    /// TLS: CA certificate (PEM).
+    #[arg(long)]
+    etcd_ca_cert_file: Option<PathBuf>,
+    /// TLS: client certificate (PEM), with --etcd-key-file.
+    #[arg(long)]
+    etcd_cert_file: Option<PathBuf>,
+    /// TLS: client key (PEM).
+    #[arg(long)]
+    etcd_key_file: Option<PathBuf>,
+    /// etcd user (the password is read from ETCD_PASSWORD, never from the command line).
+    #[arg(long)]
+    etcd_username: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,7 +101,7 @@ fn row(pool: &PoolId, r: &Reservation) -> String {
 }
 
 fn holders(
-    store: &FileStore,
+    store: &dyn Store,
     ip: IpAddr,
     network: Option<&str>,
 ) -> Result<Vec<(PoolId, Reservation)>> {
@@ -111,9 +134,53 @@ fn parse_valid(items: &[String]) -> Result<BTreeSet<(String, String)>> {
         .collect()
 }
 
+/// The etcd store when endpoints are given, else the file store.
+fn open(cli: &Cli) -> Result<Box<dyn Store>> {
+    if cli.etcd_endpoints.is_empty() {
+        return Ok(Box::new(FileStore::new(&cli.store_dir)));
+    }
+    let conf = EtcdConf {
+        endpoints: cli
+            .etcd_endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect(),
+        username: cli.etcd_username.clone(),
+        password: std::env::var("ETCD_PASSWORD").ok(),
+        ca_file: cli.etcd_ca_cert_file.clone(),
+        cert_file: cli.etcd_cert_file.clone(),
+        key_file: cli.etcd_key_file.clone(),
+        prefix: cli.etcd_prefix.trim_end_matches('/').to_string(),
+        dial_timeout_ms: DEFAULT_ETCD_DIAL_TIMEOUT_MS,
+        request_timeout_ms: DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
+    };
+    Ok(Box::new(
+        EtcdStore::connect(&conf).context("connecting to etcd")?,
+    ))
+}
+
+fn where_(cli: &Cli) -> String {
+    if cli.etcd_endpoints.is_empty() {
+        cli.store_dir.display().to_string()
+    } else {
+        format!(
+            "etcd {} under {}",
+            cli.etcd_endpoints.join(","),
+            cli.etcd_prefix
+        )
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let store = FileStore::new(&cli.store_dir);
-    match cli.command {
+    let opened = open(&cli)?;
+    let store = opened.as_ref();
+    match &cli.command {
         Command::Pools => {
             for pool in store.pools()? {
                 println!(
@@ -135,16 +202,16 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Who { ip } => {
-            let found = holders(&store, ip, None)?;
+            let found = holders(store, *ip, None)?;
             if found.is_empty() {
-                bail!("{ip} is not reserved in {}", cli.store_dir.display());
+                bail!("{ip} is not reserved in {}", where_(&cli));
             }
             for (pool, r) in found {
                 println!("{}", row(&pool, &r));
             }
         }
         Command::Release { ip, network } => {
-            let found = holders(&store, ip, network.as_deref())?;
+            let found = holders(store, *ip, network.as_deref())?;
             if found.len() > 1 {
                 bail!(
                     "{ip} is reserved in {} networks; name one with --network",
@@ -155,7 +222,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{ip} is not reserved")
             };
             store
-                .release_ip(&pool, ip, &r.owner)
+                .release_ip(&pool, *ip, &r.owner)
                 .with_context(|| format!("releasing {ip}"))?;
             println!("released {}", row(&pool, &r));
         }
@@ -167,9 +234,9 @@ fn run(cli: Cli) -> Result<()> {
             if valid.is_empty() && !all {
                 bail!("no --valid attachment given: pass --all to release every reservation of {network:?}");
             }
-            let valid = parse_valid(&valid)?;
+            let valid = parse_valid(valid)?;
             let mut freed = 0;
-            for pool in store.pools()?.into_iter().filter(|p| p.network == network) {
+            for pool in store.pools()?.into_iter().filter(|p| &p.network == network) {
                 for r in store.gc(&pool, &valid)? {
                     println!("released {}", row(&pool, &r));
                     freed += 1;
@@ -177,7 +244,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("{freed} reservation(s) released");
         }
-        Command::Verify => println!("{} file(s) parsed, no damage", store.verify()?),
+        Command::Verify if cli.etcd_endpoints.is_empty() => {
+            let files = FileStore::new(&cli.store_dir).verify()?;
+            println!("{files} file(s) parsed, no damage");
+        }
+        Command::Verify => {
+            let mut n = 0;
+            for pool in store.pools()? {
+                n += store.list(&pool)?.len();
+            }
+            println!("{n} reservation(s) parsed, no damage");
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use cni::{code, Call, CniResult, Error, IpConfig, Plugin};
 
+use crate::etcd_store::EtcdStore;
 use crate::file_store::FileStore;
 use crate::range::IpRange;
 use crate::store::{Owner, PoolId, Store};
@@ -28,9 +29,7 @@ pub struct Whereabouts;
 pub fn open_store(conf: &WhereaboutsConf) -> Result<Box<dyn Store>, Error> {
     match &conf.datastore {
         Datastore::File { dir } => Ok(Box::new(FileStore::new(dir))),
-        Datastore::Etcd(_) => Err(Error::invalid_config(
-            "ipam.datastore \"etcd\" is not available in this build yet; remove the key to use the embedded file store",
-        )),
+        Datastore::Etcd(etcd) => Ok(Box::new(EtcdStore::connect(etcd)?)),
     }
 }
 
