@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::{Netns, TempDir};
@@ -19,7 +20,7 @@ struct Member {
     client_port: u16,
     peer_port: u16,
     data_dir: PathBuf,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 /// An etcd cluster inside `netns`.
@@ -50,7 +51,7 @@ impl EtcdCluster {
                 client_port: free_port(),
                 peer_port: free_port(),
                 data_dir: dir.join(&format!("m{i}")),
-                child: None,
+                child: Mutex::new(None),
             })
             .collect();
         let initial_cluster = members
@@ -58,7 +59,7 @@ impl EtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = EtcdCluster {
+        let cluster = EtcdCluster {
             netns: netns.name().to_string(),
             members,
             initial_cluster,
@@ -71,7 +72,7 @@ impl EtcdCluster {
         cluster
     }
 
-    fn spawn(&mut self, i: usize) {
+    fn spawn(&self, i: usize) {
         let m = &self.members[i];
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
@@ -104,7 +105,10 @@ impl EtcdCluster {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start etcd (make deps installs etcd-server): {e}"));
-        self.members[i].child = Some(child);
+        *self.members[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(child);
     }
 
     /// Client URLs of every member (`http://127.0.0.1:port`), reachable inside the namespace.
@@ -121,16 +125,26 @@ impl EtcdCluster {
     }
 
     /// Kills member `i` (as a crash would) and waits for the process to be gone.
-    pub fn stop_member(&mut self, i: usize) {
-        if let Some(mut c) = self.members[i].child.take() {
+    pub fn stop_member(&self, i: usize) {
+        let taken = self.members[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut c) = taken {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Restarts member `i` with its data and waits until it answers.
-    pub fn start_member(&mut self, i: usize) {
-        if self.members[i].child.is_none() {
+    pub fn start_member(&self, i: usize) {
+        let running = self.members[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !running {
             self.spawn(i);
         }
         self.wait_healthy(&[i]);

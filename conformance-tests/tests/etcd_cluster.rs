@@ -26,7 +26,7 @@ fn put_within(etcd: &EtcdCluster, endpoints: &[String], value: &str, within: Dur
 #[test]
 fn a_three_member_cluster_keeps_quorum_with_one_member_down_and_loses_it_with_two() {
     let ns = Netns::new("etcd");
-    let mut etcd = EtcdCluster::start(3, &ns);
+    let etcd = EtcdCluster::start(3, &ns);
     let all = etcd.endpoints();
     let members = etcd.etcdctl(&all, &["member", "list"]);
     assert_eq!(String::from_utf8_lossy(&members.stdout).lines().count(), 3);

@@ -113,6 +113,9 @@ fn map_err(what: &str, e: etcd_client::Error) -> StoreError {
             | tonic::Code::DeadlineExceeded
             | tonic::Code::Aborted
             | tonic::Code::Cancelled => StoreError::Transient(msg),
+            // A member that died under an in-flight request: its connection broke ("transport
+            // error"); another member answers the retry.
+            tonic::Code::Unknown if s.message().contains("transport") => StoreError::Transient(msg),
             _ => StoreError::Unavailable(msg),
         },
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
