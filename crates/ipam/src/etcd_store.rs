@@ -20,12 +20,13 @@
 //! without quorum they fail at once, as "try again later" (code 11), instead of hanging.
 
 use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
-    TlsOptions, Txn, TxnOp,
+    TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,13 +36,22 @@ use crate::whereabouts_conf::EtcdConf;
 
 /// Keys read per page while looking for a free address.
 const PAGE: i64 = 256;
+/// Reservations per import transaction (each is two or three puts; etcd's default limit is 128
+/// operations per transaction).
+const IMPORT_BATCH: usize = 40;
+/// After a lost claim, how many of the next free addresses a retry picks from at random.
+const SPREAD: usize = 32;
 /// Claims lost to concurrent ADDs before giving up with "try again later".
 const MAX_CLAIM_ATTEMPTS: usize = 200;
 
 /// The etcd store.
 pub struct EtcdStore {
     rt: tokio::runtime::Runtime,
-    client: Client,
+    client: std::cell::RefCell<Client>,
+    /// Which of `endpoints` the client talks to.
+    current: std::cell::Cell<usize>,
+    endpoints: Vec<String>,
+    options: ConnectOptions,
     prefix: String,
     request_timeout: Duration,
 }
@@ -176,19 +186,60 @@ impl EtcdStore {
         if let Some(tls) = read_tls(conf)? {
             opts = opts.with_tls(tls);
         }
-        let endpoints = conf.endpoints.clone();
-        let client = rt
-            .block_on(Client::connect(endpoints, Some(opts)))
-            .map_err(|e| match map_err("connect", e) {
-                StoreError::Transient(m) => StoreError::Unavailable(m),
-                other => other,
-            })?;
-        Ok(EtcdStore {
-            rt,
-            client,
-            prefix: conf.prefix.clone(),
-            request_timeout: Duration::from_millis(conf.request_timeout_ms),
+        // One member per process, picked at random (so that the nodes of a cluster spread over
+        // the members), the others in turn when it fails: a channel to every member would cost
+        // each member a connection per plugin call.
+        let n = conf.endpoints.len().max(1);
+        let first = (std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % n as u64) as usize;
+        let mut last_err = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            match rt.block_on(Client::connect(
+                [conf.endpoints[i].clone()],
+                Some(opts.clone()),
+            )) {
+                Ok(client) => {
+                    return Ok(EtcdStore {
+                        rt,
+                        client: std::cell::RefCell::new(client),
+                        current: std::cell::Cell::new(i),
+                        endpoints: conf.endpoints.clone(),
+                        options: opts,
+                        prefix: conf.prefix.clone(),
+                        request_timeout: Duration::from_millis(conf.request_timeout_ms),
+                    })
+                }
+                Err(e) => last_err = Some(map_err(&format!("connect to {}", conf.endpoints[i]), e)),
+            }
+        }
+        Err(match last_err {
+            Some(StoreError::Transient(m)) | Some(StoreError::Unavailable(m)) => {
+                StoreError::Unavailable(m)
+            }
+            Some(other) => other,
+            None => StoreError::Unavailable("no etcd endpoint configured".into()),
         })
+    }
+
+    /// Moves to the next member after a transient failure (a dead member, a broken connection).
+    fn switch_member(&self) {
+        let n = self.endpoints.len();
+        if n < 2 {
+            return;
+        }
+        let next = (self.current.get() + 1) % n;
+        let connected = self.rt.block_on(Client::connect(
+            [self.endpoints[next].clone()],
+            Some(self.options.clone()),
+        ));
+        // Moving on even when the connect fails: the next failure moves on again.
+        self.current.set(next);
+        if let Ok(c) = connected {
+            *self.client.borrow_mut() = c;
+        }
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -222,11 +273,12 @@ impl EtcdStore {
         let deadline = Instant::now() + self.request_timeout;
         let mut pause = Duration::from_millis(20);
         loop {
-            match op(self.client.clone()).map_err(|e| map_err(what, e)) {
-                Err(StoreError::Transient(m)) if Instant::now() + pause < deadline => {
+            let client = self.client.borrow().clone();
+            match op(client).map_err(|e| map_err(what, e)) {
+                Err(StoreError::Transient(_)) if Instant::now() + pause < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(500));
-                    let _ = m;
+                    self.switch_member();
                 }
                 other => return other,
             }
@@ -249,7 +301,21 @@ impl EtcdStore {
     /// A transaction; retried like reads. A retried claim may have been applied by an attempt
     /// whose answer was lost: callers look for their own reservation when a claim fails.
     fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
-        self.retrying(what, |mut c| self.rt.block_on(c.txn(txn.clone())))
+        self.txn_counted(what, txn).map(|(r, _)| r)
+    }
+
+    /// A transaction and how many attempts it took.
+    fn txn_counted(
+        &self,
+        what: &str,
+        txn: Txn,
+    ) -> Result<(etcd_client::TxnResponse, usize), StoreError> {
+        let tries = std::cell::Cell::new(0);
+        let resp = self.retrying(what, |mut c| {
+            tries.set(tries.get() + 1);
+            self.rt.block_on(c.txn(txn.clone()))
+        })?;
+        Ok((resp, tries.get()))
     }
 
     /// The addresses an index entry lists for `who`, in `range` when given.
@@ -337,94 +403,143 @@ impl EtcdStore {
         self.key(&["hint", pool, &escape(&range.key())])
     }
 
-    /// The first allocatable address of `range` at or after `from` whose key is absent.
-    fn first_free(
+    /// Up to `want` free allocatable addresses of `range` from `from` on, lowest first, read
+    /// from pages of keys. Reads are serializable (any member answers from its own copy): a
+    /// stale page only costs a claim that fails, never an address given twice.
+    fn free_candidates(
         &self,
         pool: &str,
         range: &IpRange,
         from: IpAddr,
-    ) -> Result<Option<IpAddr>, StoreError> {
+        want: usize,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        let mut free = Vec::new();
         let Some(mut candidate) = range.next_allocatable(from) else {
-            return Ok(None);
+            return Ok(free);
         };
-        let end_key = self.ip_key(
-            pool,
-            from_u128(to_u128(range.end).saturating_add(1), range.end.is_ipv4()),
-        );
+        let past_end = from_u128(to_u128(range.end).saturating_add(1), range.end.is_ipv4());
+        let end_key = self.ip_key(pool, past_end);
+        let step = |ip: IpAddr| {
+            let after = from_u128(to_u128(ip).saturating_add(1), ip.is_ipv4());
+            range
+                .next_allocatable(after)
+                .filter(|n| to_u128(*n) > to_u128(ip))
+        };
         loop {
             let opts = GetOptions::new()
                 .with_range(end_key.clone())
                 .with_keys_only()
-                .with_limit(PAGE);
+                .with_limit(PAGE)
+                .with_serializable();
             let kvs = self.get(
                 "look for a free address",
                 self.ip_key(pool, candidate),
                 Some(opts),
             )?;
             let full = kvs.len() as i64 == PAGE;
+            let mut last_taken = None;
             for kv in &kvs {
                 let k = String::from_utf8_lossy(kv.key());
                 let token = k.rsplit('/').next().unwrap_or_default();
                 let taken = parse_ip_token(token)
                     .ok_or_else(|| corrupt(kv.key(), "not an address token"))?;
-                if to_u128(taken) > to_u128(candidate) {
-                    return Ok(Some(candidate));
-                }
-                if taken == candidate {
-                    let after =
-                        from_u128(to_u128(candidate).saturating_add(1), candidate.is_ipv4());
-                    match range.next_allocatable(after) {
-                        Some(n) if to_u128(n) > to_u128(candidate) => candidate = n,
-                        _ => return Ok(None),
+                while to_u128(candidate) < to_u128(taken) {
+                    free.push(candidate);
+                    if free.len() == want {
+                        return Ok(free);
+                    }
+                    match step(candidate) {
+                        Some(n) => candidate = n,
+                        None => return Ok(free),
                     }
                 }
+                if candidate == taken {
+                    match step(candidate) {
+                        Some(n) => candidate = n,
+                        None => return Ok(free),
+                    }
+                }
+                last_taken = Some(taken);
             }
-            if !full {
-                return Ok(Some(candidate));
+            if full {
+                // Everything up to the page's last key is accounted for: read on from there.
+                if let Some(t) = last_taken.filter(|t| to_u128(*t) >= to_u128(candidate)) {
+                    match step(t) {
+                        Some(n) => candidate = n,
+                        None => return Ok(free),
+                    }
+                }
+                continue;
             }
+            // No key left until the end of the range: the rest is free.
+            while free.len() < want {
+                free.push(candidate);
+                match step(candidate) {
+                    Some(n) => candidate = n,
+                    None => break,
+                }
+            }
+            return Ok(free);
         }
     }
 
     /// Reserves the lowest free address from the hint on (then from the start of the range),
-    /// claiming it in a transaction that fails if another ADD got there first.
+    /// claiming it in a transaction that fails if another ADD got there first. After a lost
+    /// claim the next try picks at random among the next free addresses, so that concurrent
+    /// ADDs stop racing for the same one (each failed claim costs a consensus round).
     fn allocate(
         &self,
         id: &PoolId,
         pool: &str,
         range: &IpRange,
         owner: &Owner,
+        hint: Option<IpAddr>,
     ) -> Result<IpAddr, StoreError> {
         let hint_key = self.hint_key(pool, range);
-        let hint = self
-            .get("read the hint", hint_key.clone(), None)?
-            .first()
-            .and_then(|kv| serde_json::from_slice::<Hint>(kv.value()).ok())
-            .map(|h| h.next)
-            .filter(|ip| range.contains(*ip));
-        let mut starts = vec![range.start];
-        if let Some(h) = hint {
-            starts.insert(0, h);
-        }
-        let mut attempts = 0;
-        for start in starts {
-            let mut from = start;
-            while let Some(ip) = self.first_free(pool, range, from)? {
-                let after = from_u128(to_u128(ip).saturating_add(1), ip.is_ipv4());
-                let mut ops = self.claim_ops(id, pool, ip, owner)?;
-                let hint = serde_json::to_vec(&Hint { next: after })
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                ops.push(TxnOp::put(hint_key.clone(), hint, None));
-                let txn = Txn::new()
-                    .when([Compare::create_revision(
-                        self.ip_key(pool, ip),
-                        CompareOp::Equal,
-                        0,
-                    )])
-                    .and_then(ops);
-                if self.txn("claim an address", txn)?.succeeded() {
-                    return Ok(ip);
+        let mut from = hint.filter(|ip| range.contains(*ip)).unwrap_or(range.start);
+        let mut wrapped = from == range.start;
+        let mut lost = 0usize;
+        let mut rng = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        loop {
+            let free = self.free_candidates(pool, range, from, SPREAD)?;
+            let Some(&lowest) = free.first() else {
+                if wrapped {
+                    return Err(StoreError::Exhausted {
+                        range: range.key(),
+                        capacity: range.capacity(),
+                    });
                 }
-                // Lost to a concurrent ADD, or won by an attempt whose answer was lost.
+                (from, wrapped) = (range.start, true);
+                continue;
+            };
+            let ip = if lost == 0 {
+                lowest
+            } else {
+                rng = rng
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                free[(rng >> 33) as usize % free.len()]
+            };
+            let after = from_u128(to_u128(ip).saturating_add(1), ip.is_ipv4());
+            let mut ops = self.claim_ops(id, pool, ip, owner)?;
+            let next = serde_json::to_vec(&Hint { next: after })
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            ops.push(TxnOp::put(hint_key.clone(), next, None));
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    self.ip_key(pool, ip),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then(ops);
+            let (resp, tries) = self.txn_counted("claim an address", txn)?;
+            if resp.succeeded() {
+                return Ok(ip);
+            }
+            if tries > 1 {
+                // An earlier attempt whose answer was lost may have claimed it for us.
                 let this = container_who(&owner.container_id, &owner.ifname);
                 if let Some(mine) = self
                     .indexed(pool, &this)?
@@ -433,20 +548,47 @@ impl EtcdStore {
                 {
                     return Ok(mine);
                 }
-                attempts += 1;
-                if attempts >= MAX_CLAIM_ATTEMPTS {
-                    return Err(StoreError::Transient(format!(
-                        "lost {attempts} claims in range {} to concurrent ADDs",
-                        range.key()
-                    )));
-                }
-                from = after;
             }
+            lost += 1;
+            if lost >= MAX_CLAIM_ATTEMPTS {
+                return Err(StoreError::Transient(format!(
+                    "lost {lost} claims in range {} to concurrent ADDs",
+                    range.key()
+                )));
+            }
+            from = lowest;
         }
-        Err(StoreError::Exhausted {
-            range: range.key(),
-            capacity: range.capacity(),
-        })
+    }
+
+    /// Hands a pod's address to its restarted sandbox (new container ID); false when it is not
+    /// the pod's any more.
+    fn adopt(
+        &self,
+        id: &PoolId,
+        pool: &str,
+        ip: IpAddr,
+        pod_ref: &str,
+        owner: &Owner,
+    ) -> Result<bool, StoreError> {
+        let Some((held, rev)) = self.holder(pool, ip)? else {
+            return Ok(false);
+        };
+        if held.pod_ref.as_deref() != Some(pod_ref) || held.ifname != owner.ifname {
+            return Ok(false);
+        }
+        let mut ops = vec![TxnOp::delete(
+            self.index_key(pool, &container_who(&held.container_id, &held.ifname), ip),
+            None,
+        )];
+        ops.extend(self.claim_ops(id, pool, ip, owner)?);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                self.ip_key(pool, ip),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then(ops);
+        Ok(self.txn("hand a pod its address again", txn)?.succeeded())
     }
 
     /// Moves the pool's hints down to `freed` so that the lowest free address is found again.
@@ -479,6 +621,52 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// Writes many reservations at once (benchmarks, migrations): each claimed as ADD claims
+    /// it (the key must not exist), in transactions of at most [`IMPORT_BATCH`] reservations.
+    pub fn import(
+        &self,
+        id: &PoolId,
+        range: &IpRange,
+        reservations: &[Reservation],
+    ) -> Result<(), StoreError> {
+        let pool = pool_name(id);
+        for chunk in reservations.chunks(IMPORT_BATCH) {
+            let mut when = Vec::new();
+            let mut ops = Vec::new();
+            for r in chunk {
+                when.push(Compare::create_revision(
+                    self.ip_key(&pool, r.ip),
+                    CompareOp::Equal,
+                    0,
+                ));
+                let first = ops.is_empty();
+                let claim = self.claim_ops(id, &pool, r.ip, &r.owner)?;
+                // The pool description (third op) once per transaction: etcd refuses a key twice.
+                ops.extend(
+                    claim
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != 2 || first)
+                        .map(|(_, op)| op),
+                );
+            }
+            if !self
+                .txn("import reservations", Txn::new().when(when).and_then(ops))?
+                .succeeded()
+            {
+                return Err(StoreError::Unavailable(
+                    "import: an address is already reserved".into(),
+                ));
+            }
+        }
+        // A stale hint would only cost a search; drop it so the next ADD starts at the range's start.
+        self.txn(
+            "import reservations",
+            Txn::new().and_then([TxnOp::delete(self.hint_key(&pool, range), None)]),
+        )?;
+        Ok(())
+    }
+
     /// Every pool the store describes.
     fn pool_ids(&self) -> Result<Vec<PoolId>, StoreError> {
         let prefix = self.key(&["pools"]) + "/";
@@ -508,41 +696,50 @@ impl Store for EtcdStore {
     fn reserve(&self, id: &PoolId, range: &IpRange, owner: &Owner) -> Result<IpAddr, StoreError> {
         let pool = pool_name(id);
         let this = container_who(&owner.container_id, &owner.ifname);
-        for ip in self.indexed(&pool, &this)? {
-            if range.contains(ip) {
-                return Ok(ip);
-            }
+        let pod = owner.pod_ref.as_deref().map(|p| pod_who(p, &owner.ifname));
+        // One linearizable round trip: what this attachment (and pod) holds, and the hint.
+        let keys_only = || Some(GetOptions::new().with_prefix().with_keys_only());
+        let mut reads = vec![
+            TxnOp::get(self.index_prefix(&pool, &this), keys_only()),
+            TxnOp::get(self.hint_key(&pool, range), None),
+        ];
+        if let Some(p) = &pod {
+            reads.push(TxnOp::get(self.index_prefix(&pool, p), keys_only()));
         }
-        if let Some(pod) = &owner.pod_ref {
-            for ip in self.indexed(&pool, &pod_who(pod, &owner.ifname))? {
-                if !range.contains(ip) {
-                    continue;
-                }
-                let Some((held, rev)) = self.holder(&pool, ip)? else {
-                    continue;
-                };
-                if held.pod_ref.as_deref() != Some(pod) || held.ifname != owner.ifname {
-                    continue;
-                }
-                // A restarted sandbox of the same pod: the address moves to the new container ID.
-                let mut ops = vec![TxnOp::delete(
-                    self.index_key(&pool, &container_who(&held.container_id, &held.ifname), ip),
-                    None,
-                )];
-                ops.extend(self.claim_ops(id, &pool, ip, owner)?);
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(
-                        self.ip_key(&pool, ip),
-                        CompareOp::Equal,
-                        rev,
-                    )])
-                    .and_then(ops);
-                if self.txn("hand a pod its address again", txn)?.succeeded() {
+        let answers = self
+            .txn("read the owner index", Txn::new().and_then(reads))?
+            .op_responses();
+        let kvs = |i: usize| match answers.get(i) {
+            Some(TxnOpResponse::Get(g)) => g.kvs().to_vec(),
+            _ => Vec::new(),
+        };
+        let ips = |prefix: String, kvs: Vec<KeyValue>| -> Result<Vec<IpAddr>, StoreError> {
+            kvs.iter()
+                .map(|kv| {
+                    let k = String::from_utf8_lossy(kv.key());
+                    parse_ip_token(&k[prefix.len()..])
+                        .ok_or_else(|| corrupt(kv.key(), "not an address token"))
+                })
+                .collect()
+        };
+        if let Some(ip) = ips(self.index_prefix(&pool, &this), kvs(0))?
+            .into_iter()
+            .find(|ip| range.contains(*ip))
+        {
+            return Ok(ip);
+        }
+        let hint = kvs(1)
+            .first()
+            .and_then(|kv| serde_json::from_slice::<Hint>(kv.value()).ok())
+            .map(|h| h.next);
+        if let (Some(pod_ref), Some(p)) = (owner.pod_ref.as_deref(), &pod) {
+            for ip in ips(self.index_prefix(&pool, p), kvs(2))? {
+                if range.contains(ip) && self.adopt(id, &pool, ip, pod_ref, owner)? {
                     return Ok(ip);
                 }
             }
         }
-        self.allocate(id, &pool, range, owner)
+        self.allocate(id, &pool, range, owner, hint)
     }
 
     fn release_ip(&self, id: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError> {
