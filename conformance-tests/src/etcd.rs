@@ -111,6 +111,20 @@ impl EtcdCluster {
             .unwrap_or_else(|e| e.into_inner()) = Some(child);
     }
 
+    /// Process ids of the running members (for CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| {
+                m.child
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(Child::id)
+            })
+            .collect()
+    }
+
     /// Client URLs of every member (`http://127.0.0.1:port`), reachable inside the namespace.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
