@@ -10,7 +10,7 @@ SBIN_DIR     ?= /usr/local/sbin
 BINS         := bridge static whereabouts
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 nftables protobuf-compiler iputils-ping golang-go golang-github-appc-cni-dev containernetworking-plugins \
+DEB_PKGS     := iproute2 nftables protobuf-compiler iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.

@@ -609,18 +609,156 @@ fn timed_call_args(program: &Path, args: &[&str], env: &[(String, String)]) -> s
     took
 }
 
+/// Peak resident memory (KiB) of one call and the processes it waited for (its IPAM), as GNU
+/// time reports it from wait4's rusage.
+fn peak_kib(program: &Path, env: &[(String, String)], stdin: &[u8]) -> u64 {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "MAXRSS %M"])
+        .arg(program)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("/usr/bin/time (Debian package time): {e}"));
+    if let Some(mut pipe) = child.stdin.take() {
+        let _ = pipe.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("MAXRSS ")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no MAXRSS from /usr/bin/time: {text}"))
+}
+
+/// Peak memory per ADD, ours against the reference, each the largest of `n` calls.
+fn memory(iterations: usize) -> String {
+    let node = Node::new("bench-node");
+    let ctr = Netns::new("bench-ctr");
+    let scratch = TempDir::new("bench-mem");
+    let n = iterations.clamp(5, 30);
+    let ours_dir = ours("bridge").parent().unwrap().display().to_string();
+    let st = |t: &str| {
+        json!({"cniVersion": "1.0.0", "name": "mem", "type": t, "ipam": {"type": "static",
+            "addresses": [{"address": "10.91.0.5/24"}]}})
+        .to_string()
+        .into_bytes()
+    };
+    let hl = |t: &str, dir: &str| {
+        json!({"cniVersion": "1.0.0", "name": "mem", "type": t, "bridge": "br-mem", "ipam": {"type": "host-local",
+            "ranges": [[{"subnet": "10.92.0.0/16"}]], "dataDir": scratch.join(dir)}})
+        .to_string()
+        .into_bytes()
+    };
+    let wb = json!({"cniVersion": "1.0.0", "name": "mem", "type": "bridge", "bridge": "br-mem2", "ipam": {
+        "type": "whereabouts", "range": "10.93.0.0/16", "store_dir": scratch.join("wb")}})
+    .to_string()
+    .into_bytes();
+    let cases: Vec<(&str, PathBuf, String, Vec<u8>, bool)> = vec![
+        (
+            "reference `static`",
+            reference("static"),
+            "/usr/lib/cni".into(),
+            st("static"),
+            false,
+        ),
+        (
+            "multihome `static`",
+            ours("static"),
+            ours_dir.clone(),
+            st("static"),
+            false,
+        ),
+        (
+            "reference `host-local`",
+            reference("host-local"),
+            "/usr/lib/cni".into(),
+            hl("host-local", "hl"),
+            false,
+        ),
+        (
+            "multihome `whereabouts` (file store)",
+            ours("whereabouts"),
+            ours_dir.clone(),
+            {
+                json!({"cniVersion": "1.0.0", "name": "mem", "type": "whereabouts", "ipam": {"type": "whereabouts",
+                "range": "10.94.0.0/16", "store_dir": scratch.join("wb-alone")}}).to_string().into_bytes()
+            },
+            false,
+        ),
+        (
+            "reference `bridge` + `host-local`",
+            reference("bridge"),
+            "/usr/lib/cni".into(),
+            hl("bridge", "hl-br"),
+            true,
+        ),
+        (
+            "multihome `bridge` + `whereabouts`",
+            ours("bridge"),
+            ours_dir.clone(),
+            wb,
+            true,
+        ),
+    ];
+    let vars = CniVars {
+        netns: ctr.path().display().to_string(),
+        ifname: "net1".into(),
+        ..CniVars::default()
+    };
+    let rows = in_netns(node.path(), move || {
+        cases
+            .iter()
+            .map(|(label, bin, path, conf, main)| {
+                let v = CniVars {
+                    path: path.clone(),
+                    ..vars.clone()
+                };
+                let peak = (0..n)
+                    .map(|i| {
+                        let cid = format!("mem-{i}");
+                        let kib = peak_kib(bin, &env_for(&v, "ADD", &cid), conf);
+                        if *main {
+                            timed_call(bin, &env_for(&v, "DEL", &cid), conf);
+                        }
+                        kib
+                    })
+                    .max()
+                    .unwrap_or(0);
+                (label.to_string(), peak)
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut table = String::from("| call | peak RSS, MiB |\n|---|---:|\n");
+    for (label, kib) in &rows {
+        table.push_str(&format!("| {label} ADD | {:.1} |\n", *kib as f64 / 1024.0));
+    }
+    eprintln!("memory: {rows:?}");
+    format!(
+        "## Peak memory per call\n\n\
+         The largest resident set of {n} ADDs of each executable, as GNU time reports it from the\n\
+         kernel's accounting (for a main plugin, the larger of it and the IPAM process it ran).\n\n{table}"
+    )
+}
+
 /// A named benchmark section: iterations in, markdown out.
 type Section = (&'static str, fn(usize) -> String);
 
 fn main() {
     require_root();
     let opts = options();
-    let all: [Section; 5] = [
+    let all: [Section; 6] = [
         ("static", static_add),
         ("bridge", bridge_add_del),
         ("whereabouts", whereabouts_vs_host_local),
         ("scale", whereabouts_scale),
         ("etcd", whereabouts_etcd),
+        ("memory", memory),
     ];
     let sections: Vec<String> = all
         .iter()
