@@ -433,14 +433,20 @@ impl Attach<'_> {
             bridge.clone()
         };
         let mut families = [false, false];
+        let mut added = false;
         for ip in &result.ips {
             let Some(gw) = ip.gateway else { continue };
             let net = IpNetwork::new(gw, ip.address.prefix()).expect("prefix of a valid network");
-            ensure_address(&self.node, &target, net, self.conf.force_address)?;
+            added |= ensure_address(&self.node, &target, net, self.conf.force_address)?;
             families[usize::from(gw.is_ipv6())] = true;
         }
-        // Pin the MAC: otherwise the bridge takes the lowest port MAC and changes with churn.
-        // Read it now: a bridge without ports has no MAC yet (all zeros) on recent kernels.
+        // Pin the MAC when the gateway arrives: otherwise the bridge takes the lowest port MAC
+        // and changes with churn. Once set it stays set, so later ADDs skip it (a MAC change
+        // walks every port of the bridge: the reference repeats it on every ADD). Read it now: a
+        // bridge without ports has no MAC yet (all zeros) on recent kernels.
+        if !added {
+            return self.enable_forwarding(families);
+        }
         let target = self
             .node
             .link_by_index(target.index)
@@ -455,6 +461,11 @@ impl Attach<'_> {
                 .set_link(target.index, &target.name, &change)
                 .map_err(kernel)?;
         }
+        self.enable_forwarding(families)
+    }
+
+    /// Forwarding on for the families that have a gateway.
+    fn enable_forwarding(&self, families: [bool; 2]) -> Result<(), Error> {
         if families[0] {
             netlink::sysctl::ensure("net/ipv4/ip_forward", "1")
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -550,19 +561,28 @@ fn configure_port_vlans(
 
 /// Puts `net` on `link`. A different IPv4 address, or an overlapping IPv6 one, is an error
 /// unless forceAddress, which replaces it (the reference's rule).
-fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Result<(), Error> {
+/// Returns whether the address was added now (false: it was already there).
+fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Result<bool, Error> {
+    // The steady state (every ADD after the first on this bridge) is "already there": one
+    // request, no dump of every address of the node (which grows with its interfaces).
+    if !nl
+        .add_address(link.index, &link.name, net)
+        .map_err(kernel)?
+    {
+        return Ok(false);
+    }
     for a in nl.addresses(link.index).map_err(kernel)? {
-        if a.net.is_ipv4() != net.is_ipv4() {
+        if a.net.is_ipv4() != net.is_ipv4() || a.net == net {
             continue;
-        }
-        if a.net == net {
-            return Ok(());
         }
         let conflicts = net.is_ipv4() || a.net.contains(net.ip()) || net.contains(a.net.ip());
         if !conflicts {
             continue;
         }
         if !force {
+            // Take back what was just added: the bridge keeps the address it had.
+            nl.del_address(link.index, &link.name, net)
+                .map_err(kernel)?;
             return Err(Error::invalid_config(format!(
                 "bridge {:?} already has address {} where the gateway {net} should go: set forceAddress to replace it",
                 link.name, a.net
@@ -571,9 +591,7 @@ fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Res
         nl.del_address(link.index, &link.name, a.net)
             .map_err(kernel)?;
     }
-    nl.add_address(link.index, &link.name, net)
-        .map_err(kernel)?;
-    Ok(())
+    Ok(true)
 }
 
 /// The first host of the network of `addr` (the reference's default gateway).
