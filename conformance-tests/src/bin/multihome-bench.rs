@@ -766,7 +766,7 @@ fn node_scale(iterations: usize) -> String {
         "isGateway": true, "ipam": {"type": "whereabouts", "range": "10.96.0.0/16", "store_dir": scratch.join("wb")}})
     .to_string()
     .into_bytes();
-    let subjects = vec![
+    let subjects = [
         (
             "reference bridge + host-local",
             reference("bridge"),
