@@ -42,14 +42,32 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Starts `plugin`. ETXTBSY ("text file busy") is retried for up to 200 ms: it happens when the
+/// executable was just written (an installer copying into /opt/cni/bin, or a test writing a script)
+/// and another process forked while the file was still open for writing; it clears by itself.
+fn spawn(plugin: &Path, command: Command) -> std::io::Result<std::process::Child> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        let started = Process::new(plugin)
+            .env("CNI_COMMAND", command.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match started {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `plugin` for `command` with `stdin`, returning its stdout on success.
 pub fn exec(plugin: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut child = Process::new(plugin)
-        .env("CNI_COMMAND", command.as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut child = spawn(plugin, command)
         .map_err(|e| Error::io(format!("cannot run IPAM plugin {}: {e}", plugin.display())))?;
     if let Some(mut input) = child.stdin.take() {
         // A plugin that exits without reading stdin closes the pipe: its answer is what counts.
