@@ -11,7 +11,8 @@ BINS         := bridge static whereabouts
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 nftables protobuf-compiler iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
-                qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client
+                qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
+                openvswitch-switch ovn-central ovn-host
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
@@ -19,14 +20,18 @@ export MULTIHOME_BIN_DIR := $(RELEASE_DIR)
 
 .PHONY: deps build install test test-kernel demo bench clean fmt lint root
 
-## deps: apt-get update, then apt-get install of what is missing (idempotent)
+## deps: apt-get update, then apt-get install of what is missing (idempotent). No service may start
+## while installing (Open vSwitch and OVN would come up in the root namespace and build br-int
+## there): a policy-rc.d that refuses is put in place for the install when none exists.
 deps: root
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; rc=$$?; \
+	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; [ $$rc -eq 0 ] || exit $$rc; \
 	else echo "make deps: all of $(DEB_PKGS) present"; fi
 
 ## build: release executables (static) in target/x86_64-unknown-linux-gnu/release
