@@ -7,10 +7,12 @@ CNI_BIN_DIR  ?= /opt/cni/bin
 DESTDIR      ?=
 SBIN_DIR     ?= /usr/local/sbin
 # The CNI executables this suite installs, and the operators' tools.
-BINS         := bridge static whereabouts
+BINS         := bridge static whereabouts ovn-overlay
+# Other names of ovn-overlay: the name it is called by sets the default topology.
+OVN_NAMES    := localnet ovn-k8s-cni-overlay
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 nftables protobuf-compiler iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
+DEB_PKGS     := iproute2 python3 nftables protobuf-compiler iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
                 openvswitch-switch ovn-central ovn-host
 
@@ -42,6 +44,7 @@ build:
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(SBIN_DIR)
 	for b in $(BINS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
+	for n in $(OVN_NAMES); do ln -sf ovn-overlay $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
 	for b in $(TOOLS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(SBIN_DIR)/$$b; done
 
 ## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use conformance_tests::{ours, CniVars, Invocation, Netns, Node, Outcome, PluginDir, TempDir};
+use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir, TempDir};
 use serde_json::{json, Value};
 
 /// Every CNI version, oldest first.
@@ -50,12 +50,23 @@ fn subjects() -> Vec<Subject> {
             },
             ipam: false,
         },
+        Subject {
+            name: "ovn-overlay",
+            // The fixture's node is an OVN node; its per-node file is copied into `scratch`.
+            config: |scratch, v| {
+                json!({"cniVersion": v, "name": "matrix-ovn", "type": "ovn-overlay",
+                "netAttachDefName": "ns/matrix-ovn", "subnets": "10.80.0.0/24",
+                "nodeConfig": scratch.join("ovn-node.json")})
+            },
+            ipam: false,
+        },
     ]
 }
 
-/// A node namespace, a container namespace and a CNI_PATH holding our executables.
+/// A node namespace (a node of a one-node OVN lab, so that the OVN plugins run too), a container
+/// namespace and a CNI_PATH holding our executables.
 struct Fixture {
-    node: Node,
+    lab: OvnLab,
     container: Netns,
     plugins: PluginDir,
     scratch: TempDir,
@@ -64,11 +75,15 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let names: Vec<&str> = subjects().iter().map(|s| s.name).collect();
+        let lab = OvnLab::start("mx", 1);
+        let scratch = TempDir::new("mx");
+        std::fs::copy(lab.nodes[0].node_file(), scratch.join("ovn-node.json"))
+            .expect("per-node file");
         Fixture {
-            node: Node::new("mx-node"),
+            lab,
             container: Netns::new("mx-ctr"),
             plugins: PluginDir::ours(&names),
-            scratch: TempDir::new("mx"),
+            scratch,
         }
     }
 
@@ -84,7 +99,9 @@ impl Fixture {
     }
 
     fn invoke(&self, s: &Subject, vars: &CniVars) -> Invocation {
-        Invocation::new(ours(s.name)).in_node(&self.node).vars(vars)
+        Invocation::new(ours(s.name))
+            .in_node(&self.lab.nodes[0].ns)
+            .vars(vars)
     }
 
     fn config(&self, s: &Subject, version: &str) -> Value {

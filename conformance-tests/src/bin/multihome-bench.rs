@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use conformance_tests::bench::{in_netns, machine, table, timed_call, Samples};
 use conformance_tests::{
-    ours, reference, require_root, CniVars, EtcdCluster, Netns, Node, TempDir,
+    ours, reference, require_root, CniVars, EtcdCluster, Netns, Node, OvnLab, TempDir,
 };
 use ipam::etcd_store::EtcdStore;
 use ipam::file_store::FileStore;
@@ -895,6 +895,230 @@ fn node_scale(iterations: usize) -> String {
     )
 }
 
+/// The shell baseline's ADD: the same NB port, veth, container setup and br-int port with
+/// ovn-nbctl, ip and ovs-vsctl, then ovs-vsctl wait-until for ovn-installed (a shell plugin's way).
+const SHELL_ADD: &str = r#"set -e
+ovn-nbctl --db="$NB" lsp-add "$SW" "$PORT" -- lsp-set-addresses "$PORT" "$MAC $IP" \
+  -- lsp-set-port-security "$PORT" "$MAC $IP" \
+  -- set logical_switch_port "$PORT" options:requested-chassis="$CHASSIS" external_ids:k8s.ovn.org/network=bench-ovn
+ip link add name "$HOST" mtu 1400 type veth peer name net1 mtu 1400 netns "$CTR"
+ip -n "$CTR" link set net1 address "$MAC"
+ip -n "$CTR" addr add "$IP/16" dev net1
+ip -n "$CTR" link set net1 up
+ip link set "$HOST" up
+ovs-vsctl --db="$OVS" add-port br-int "$HOST" -- set interface "$HOST" external_ids:iface-id="$PORT" external_ids:attached_mac="$MAC"
+ovs-vsctl --db="$OVS" --timeout=20 wait-until interface "$HOST" external_ids:ovn-installed=true
+"#;
+
+const SHELL_DEL: &str = r#"set -e
+ovs-vsctl --db="$OVS" --if-exists del-port br-int "$HOST"
+ip link del "$HOST" 2>/dev/null || true
+ovn-nbctl --db="$NB" --if-exists lsp-del "$PORT"
+"#;
+
+/// ovn-overlay ADD (until ovn-controller installed the port) and DEL against the same steps as
+/// shell commands, alternating in one lab; then a live migration's outage under a 10 ms ping.
+fn ovn_overlay(iterations: usize) -> String {
+    let lab = OvnLab::start("bench-ovn", 2);
+    let node = &lab.nodes[0];
+    let ctr = Netns::new("bench-ovn-ctr");
+    let conf = json!({"cniVersion": "1.1.0", "name": "bench-ovn", "type": "ovn-overlay",
+        "netAttachDefName": "bench/bench-ovn", "subnets": "10.60.0.0/16",
+        "nodeConfig": node.node_file()});
+    let stdin = conf.to_string().into_bytes();
+    // The shell baseline's switch, so that both sides start from an existing switch.
+    lab.nbctl(&["ls-add", "bench-shell"]);
+    let plugin = ours("ovn-overlay");
+    let vars = CniVars {
+        netns: ctr.path().display().to_string(),
+        ifname: "net1".into(),
+        path: "/usr/lib/cni".into(),
+        ..CniVars::default()
+    };
+    let path_env = (
+        "PATH".to_string(),
+        "/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+    );
+    let shell_env = |i: usize| -> Vec<(String, String)> {
+        let ip = format!("10.61.{}.{}", i / 250, i % 250 + 1);
+        vec![
+            path_env.clone(),
+            ("NB".into(), lab.nbdb()),
+            ("OVS".into(), node.ovsdb()),
+            ("SW".into(), "bench-shell".into()),
+            ("PORT".into(), format!("shell-{i}")),
+            (
+                "MAC".into(),
+                format!("0a:58:0a:3d:{:02x}:{:02x}", i / 250, i % 250 + 1),
+            ),
+            ("IP".into(), ip),
+            ("HOST".into(), format!("sh{i}")),
+            ("CTR".into(), ctr.name().to_string()),
+            ("CHASSIS".into(), node.chassis.clone()),
+        ]
+    };
+    let bash = PathBuf::from("/bin/bash");
+    let mut add_ours = Samples::new(
+        "multihome `ovn-overlay` ADD (allocates the IP in NB, waits for ovn-installed)",
+    );
+    let mut add_shell =
+        Samples::new("shell: ovn-nbctl + ip + ovs-vsctl, wait-until ovn-installed (IP given)");
+    let mut del_ours = Samples::new("multihome `ovn-overlay` DEL");
+    let mut del_shell = Samples::new("shell: ovs-vsctl del-port + ip link del + ovn-nbctl lsp-del");
+    let rounds = (iterations / 4).clamp(20, 100);
+    let node_path = node.ns.path().to_path_buf();
+    let envs: Vec<Vec<(String, String)>> = (0..rounds + 3).map(shell_env).collect();
+    let (a1, a2, d1, d2) = in_netns(&node_path, move || {
+        for (i, shell_env) in envs.iter().enumerate() {
+            let cid = format!("bench-{i}");
+            let add = env_for(&vars, "ADD", &cid);
+            let del = env_for(&vars, "DEL", &cid);
+            let t_ours = timed_call(&plugin, &add, &stdin);
+            let t_del = timed_call(&plugin, &del, &stdin);
+            let t_shell = timed_call(&bash, shell_env, SHELL_ADD.as_bytes());
+            let t_shell_del = timed_call(&bash, shell_env, SHELL_DEL.as_bytes());
+            if i >= 3 {
+                add_ours.push(t_ours);
+                del_ours.push(t_del);
+                add_shell.push(t_shell);
+                del_shell.push(t_shell_del);
+            }
+        }
+        (add_ours, add_shell, del_ours, del_shell)
+    });
+    let outage = migration_outage(&lab);
+    eprintln!(
+        "ovn-overlay: ADD ours {:.1} ms vs shell {:.1} ms; DEL {:.1} vs {:.1}; migration outage {outage}",
+        a1.median(),
+        a2.median(),
+        d1.median(),
+        d2.median()
+    );
+    format!(
+        "## ovn-overlay: ADD until installed, and DEL, against shell commands\n\n\
+         A real OVN lab (central NB/SB ovsdb-servers and ovn-northd; two nodes with their own\n\
+         ovsdb-server, ovs-vswitchd on the userspace datapath and ovn-controller). Each round does one\n\
+         ADD and one DEL with the plugin, then the same steps as a shell-based plugin would, with\n\
+         `ovn-nbctl`, `ip` and `ovs-vsctl` in one bash process; {rounds} rounds after 3 warm-up rounds,\n\
+         alternating. ADD ends when ovn-controller has set `ovn-installed` on the port (the shell\n\
+         waits with `ovs-vsctl wait-until`), so most of it is OVN's own propagation (NB, northd, SB,\n\
+         ovn-controller, flows). The shell side is given its IP and MAC; the plugin allocates them\n\
+         in an NB transaction.\n\n{}\n{}\n\
+         **Live migration**: a VM with a persistent claim moves between nodes while another VM\n\
+         pings it every 10 ms; the target binds the port on both nodes (OVN multi-chassis,\n\
+         activation on the VM's RARP), the source stops, the target sends its RARP, the source's DEL\n\
+         completes the move: {outage}.\n",
+        table(&[&a2, &a1]),
+        table(&[&d2, &d1])
+    )
+}
+
+/// Runs the live-migration scenario of the tests once and describes the outage.
+fn migration_outage(lab: &OvnLab) -> String {
+    let plugin = ours("ovn-overlay");
+    let conf = |node: usize| {
+        json!({"cniVersion": "1.1.0", "name": "bench-mig", "type": "ovn-overlay",
+            "netAttachDefName": "bench/bench-mig", "subnets": "10.62.0.0/24", "allowPersistentIPs": true,
+            "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}},
+            "nodeConfig": lab.nodes[node].node_file()})
+    };
+    let plain = |node: usize| {
+        json!({"cniVersion": "1.1.0", "name": "bench-mig", "type": "ovn-overlay",
+            "netAttachDefName": "bench/bench-mig", "subnets": "10.62.0.0/24",
+            "nodeConfig": lab.nodes[node].node_file()})
+    };
+    let (src, dst, cli) = (
+        Netns::new("mig-src"),
+        Netns::new("mig-dst"),
+        Netns::new("mig-cli"),
+    );
+    let call = |node: usize, cmd: &str, ns: &Netns, conf: &Value| -> Value {
+        let vars = CniVars {
+            command: cmd.into(),
+            container_id: format!("c-{}", ns.name()),
+            netns: ns.path().display().to_string(),
+            ifname: "net1".into(),
+            args: format!(
+                "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{}",
+                ns.name()
+            ),
+            path: "/usr/lib/cni".into(),
+        };
+        let out = conformance_tests::Invocation::new(plugin.clone())
+            .in_node(&lab.nodes[node].ns)
+            .vars(&vars)
+            .stdin_json(conf)
+            .run();
+        assert!(out.ok(), "{cmd}: {}", out.stdout_text());
+        out.try_json().unwrap_or(Value::Null)
+    };
+    let s = call(0, "ADD", &src, &conf(0));
+    call(1, "ADD", &cli, &plain(1));
+    let ip = s["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mac = s["interfaces"][1]["mac"].as_str().unwrap().replace(':', "");
+    for _ in 0..50 {
+        if cli.run(&["ping", "-c1", "-W1", &ip]).status.success() {
+            break;
+        }
+    }
+    call(1, "ADD", &dst, &conf(1));
+    let pinger = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            cli.name(),
+            "ping",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "-c",
+            "400",
+            &ip,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    src.run_ok(&["ip", "link", "set", "net1", "down"]);
+    let rarp = format!(
+        "import socket\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('net1',0))\n\
+         m=bytes.fromhex('{mac}')\n\
+         s.send(b'\\xff'*6+m+b'\\x80\\x35'+b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4+b'\\x00'*18)\n"
+    );
+    dst.run_ok(&["/usr/bin/python3", "-c", &rarp]);
+    call(0, "DEL", &src, &conf(0));
+    let out = pinger.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let seqs: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let lost_in_a_row = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+    let sent = 400u64;
+    let total_lost = sent - seqs.len() as u64;
+    call(1, "DEL", &dst, &conf(1));
+    call(1, "DEL", &cli, &plain(1));
+    format!(
+        "{} of {sent} pings lost in all, at most {lost_in_a_row} in a row (about {} ms at 10 ms intervals)",
+        total_lost,
+        lost_in_a_row * 10
+    )
+}
+
 /// Pause after growing a node before sampling it (see `node_scale`).
 const SETTLE_SECS: u64 = 12;
 
@@ -904,7 +1128,7 @@ type Section = (&'static str, fn(usize) -> String);
 fn main() {
     require_root();
     let opts = options();
-    let all: [Section; 7] = [
+    let all: [Section; 8] = [
         ("static", static_add),
         ("bridge", bridge_add_del),
         ("whereabouts", whereabouts_vs_host_local),
@@ -912,6 +1136,7 @@ fn main() {
         ("etcd", whereabouts_etcd),
         ("memory", memory),
         ("node-scale", node_scale),
+        ("ovn", ovn_overlay),
     ];
     let sections: Vec<String> = all
         .iter()

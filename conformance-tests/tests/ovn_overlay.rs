@@ -1,0 +1,893 @@
+//! `ovn-overlay` against a real OVN: central NB/SB and northd, simulated nodes with their own
+//! ovsdb-server, ovs-vswitchd (userspace datapath) and ovn-controller, joined by Geneve. Each
+//! test asserts on NB and OVS rows, links and addresses, and packets between "VMs" (namespaces).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use conformance_tests::ovn::OvnNode;
+use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir};
+use serde_json::{json, Value};
+
+fn conf(extra: Value) -> Value {
+    let mut c = json!({
+        "cniVersion": "1.1.0",
+        "name": "private-overlay",
+        "type": "ovn-k8s-cni-overlay",
+        "topology": "layer2",
+        "netAttachDefName": "my-vm-namespace/private-overlay",
+        "subnets": "10.200.0.0/24",
+        "readyTimeout": 15
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+struct Vm {
+    ns: Netns,
+    cid: String,
+}
+
+impl Vm {
+    fn new(tag: &str) -> Vm {
+        let ns = Netns::new(tag);
+        let cid = format!("cid-{}", ns.name());
+        Vm { ns, cid }
+    }
+}
+
+fn plugins() -> PluginDir {
+    PluginDir::ours(&["ovn-overlay"]).with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"))
+}
+
+fn call(
+    plugins: &PluginDir,
+    node: &OvnNode,
+    command: &str,
+    vm: &Vm,
+    ifname: &str,
+    args: &str,
+    conf: &Value,
+) -> Outcome {
+    let vars = CniVars {
+        command: command.into(),
+        container_id: vm.cid.clone(),
+        netns: vm.ns.path().display().to_string(),
+        ifname: ifname.into(),
+        args: args.into(),
+        path: plugins.path().display().to_string(),
+    };
+    let (k, v) = node.plugin_env();
+    Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(conf)
+        .run()
+}
+
+fn pod_args(ns: &str, name: &str) -> String {
+    format!("IgnoreUnknown=true;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID=uid-{name}")
+}
+
+fn ok(o: &Outcome) -> Value {
+    assert!(o.ok(), "plugin failed: {}", o.stdout_text());
+    o.try_json().unwrap_or(Value::Null)
+}
+
+/// Pings from `from` to `to` until one reply arrives (the first packets over a new Geneve
+/// tunnel can be lost while the tunnel neighbour cache fills) or 5 s pass.
+fn reaches(from: &Vm, to: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if from
+            .ns
+            .run(&["ping", "-c1", "-W1", "-q", to])
+            .status
+            .success()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Sends `bytes` over TCP from `from` to a server in `to` listening on `addr`; returns what the
+/// server received (Debian's python3: busybox nc drops data on EOF).
+fn tcp_transfer(from: &Vm, to: &Vm, addr: &str, bytes: usize) -> usize {
+    let server = "import socket\n\
+        s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+        s.bind(('0.0.0.0',7000)); s.listen(1); s.settimeout(10)\n\
+        c,_=s.accept(); c.settimeout(10); n=0\n\
+        while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\n\
+        print(n)\n";
+    let srv = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            to.ns.name(),
+            "/usr/bin/python3",
+            "-c",
+            server,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = format!(
+        "import socket\n\
+         s=socket.create_connection(('{addr}',7000),timeout=10)\n\
+         s.sendall(b'x'*{bytes}); s.shutdown(socket.SHUT_WR); s.close()\n"
+    );
+    let sent = from.ns.run(&["/usr/bin/python3", "-c", &client]);
+    let got = srv.wait_with_output().unwrap();
+    assert!(
+        sent.status.success(),
+        "TCP client: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    String::from_utf8_lossy(&got.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("TCP server: {}", String::from_utf8_lossy(&got.stderr)))
+}
+
+/// One ping; for "does not reach" after the path is known to work.
+fn ping_once(from: &Vm, to: &str) -> bool {
+    from.ns
+        .run(&["ping", "-c2", "-i0.2", "-W1", "-q", to])
+        .status
+        .success()
+}
+
+fn nb_json(lab: &OvnLab, table: &str) -> Vec<Value> {
+    let out = lab.nbctl(&["--format=json", "list", table]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let headings: Vec<String> = v["headings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut o = serde_json::Map::new();
+            for (h, cell) in headings.iter().zip(row.as_array().unwrap()) {
+                o.insert(h.clone(), cell.clone());
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
+
+fn ovsdb_map(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v[1].as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().to_string(),
+                        p[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ovsdb_strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) if a.first() == Some(&json!("set")) => a[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn lsp(lab: &OvnLab, name: &str) -> Option<Value> {
+    nb_json(lab, "Logical_Switch_Port")
+        .into_iter()
+        .find(|p| p["name"] == name)
+}
+
+fn addr_of(result: &Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
+    let lab = OvnLab::start("ovl-two", 2);
+    let plugins = plugins();
+    let c = conf(json!({}));
+    let (vm1, vm2) = (Vm::new("vm1"), Vm::new("vm2"));
+    let r1 = ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "ADD",
+        &vm1,
+        "net1",
+        &pod_args("my-vm-namespace", "virt-launcher-a"),
+        &c,
+    ));
+    let r2 = ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &vm2,
+        "net1",
+        &pod_args("my-vm-namespace", "virt-launcher-b"),
+        &c,
+    ));
+    assert_eq!(r1["ips"][0]["address"], "10.200.0.1/24");
+    assert_eq!(r2["ips"][0]["address"], "10.200.0.2/24");
+    assert_eq!(r1["interfaces"][1]["name"], "net1");
+    assert_eq!(r1["interfaces"][1]["mac"], "0a:58:0a:c8:00:01");
+    assert_eq!(
+        r1["interfaces"][1]["sandbox"],
+        vm1.ns.path().display().to_string()
+    );
+    assert_eq!(r1["ips"][0]["interface"], 1);
+
+    // NB rows as OVN-Kubernetes writes them.
+    let switches = nb_json(&lab, "Logical_Switch");
+    assert_eq!(switches.len(), 1, "{switches:?}");
+    let ls = &switches[0];
+    assert_eq!(ls["name"], "private.overlay_ovn_layer2_switch");
+    let ext = ovsdb_map(&ls["external_ids"]);
+    assert_eq!(ext["k8s.ovn.org/network"], "private-overlay");
+    assert_eq!(ext["k8s.ovn.org/topology"], "layer2");
+    assert_eq!(ext["k8s.ovn.org/role"], "secondary");
+    assert_eq!(ovsdb_map(&ls["other_config"])["subnet"], "10.200.0.0/24");
+    let name = "my.vm.namespace.private.overlay_my-vm-namespace_virt-launcher-a";
+    let p = lsp(&lab, name).unwrap_or_else(|| panic!("no port {name}"));
+    assert_eq!(
+        ovsdb_strings(&p["addresses"]),
+        vec!["0a:58:0a:c8:00:01 10.200.0.1"]
+    );
+    assert_eq!(
+        ovsdb_strings(&p["port_security"]),
+        vec!["0a:58:0a:c8:00:01 10.200.0.1"]
+    );
+    let pext = ovsdb_map(&p["external_ids"]);
+    assert_eq!(pext["k8s.ovn.org/nad"], "my-vm-namespace/private-overlay");
+    assert_eq!(pext["k8s.ovn.org/network"], "private-overlay");
+    assert_eq!(pext["k8s.ovn.org/topology"], "layer2");
+    assert_eq!(pext["namespace"], "my-vm-namespace");
+    assert_eq!(pext["pod"], "true");
+    let opts = ovsdb_map(&p["options"]);
+    assert_eq!(opts["requested-chassis"], lab.nodes[0].chassis);
+    assert_eq!(opts["iface-id-ver"], "uid-virt-launcher-a");
+
+    // The node: host end on br-int with the iface-id, installed; container end configured.
+    let host = r1["interfaces"][0]["name"].as_str().unwrap();
+    let ext = lab.nodes[0].vsctl(&["get", "Interface", host, "external_ids"]);
+    assert!(
+        ext.contains(&format!("iface-id=\"{name}\"")) || ext.contains(&format!("iface-id={name}")),
+        "{ext}"
+    );
+    assert!(ext.contains("ovn-installed=\"true\""), "{ext}");
+    assert_eq!(lab.nodes[0].vsctl(&["iface-to-br", host]).trim(), "br-int");
+    assert_eq!(
+        vm1.ns
+            .addresses("net1")
+            .iter()
+            .filter(|a| a.starts_with("10."))
+            .count(),
+        1
+    );
+    let mtu = vm1.ns.run_ok(&["cat", "/sys/class/net/net1/mtu"]);
+    assert_eq!(mtu.trim(), "1400");
+
+    // Traffic across nodes: ping, and TCP (which stalls when TX checksum offload is left on
+    // with the userspace datapath).
+    assert!(
+        reaches(&vm1, &addr_of(&r2)),
+        "vm1 cannot reach vm2 over the overlay"
+    );
+    assert_eq!(
+        tcp_transfer(&vm1, &vm2, &addr_of(&r2), 2_000_000),
+        2_000_000,
+        "TCP over the overlay"
+    );
+
+    // DEL removes the port from NB and OVS; twice is fine.
+    for _ in 0..2 {
+        ok(&call(
+            &plugins,
+            &lab.nodes[0],
+            "DEL",
+            &vm1,
+            "net1",
+            &pod_args("my-vm-namespace", "virt-launcher-a"),
+            &c,
+        ));
+    }
+    assert!(
+        lsp(&lab, name).is_none(),
+        "port {name} left in NB after DEL"
+    );
+    assert!(!vm1.ns.has_link("net1"));
+    let ports = lab.nodes[0].vsctl(&["list-ports", "br-int"]);
+    assert!(!ports.contains(host), "{ports}");
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &vm2,
+        "net1",
+        &pod_args("my-vm-namespace", "virt-launcher-b"),
+        &c,
+    ));
+}
+
+#[test]
+fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch() {
+    let lab = OvnLab::start("ovl-race", 3);
+    let plugins = plugins();
+    let c = conf(json!({}));
+    let vms: Vec<Vm> = (0..30).map(|i| Vm::new(&format!("r{i}"))).collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = vms
+            .iter()
+            .enumerate()
+            .map(|(i, vm)| {
+                let (lab, plugins, c) = (&lab, &plugins, &c);
+                s.spawn(move || ok(&call(plugins, &lab.nodes[i % 3], "ADD", vm, "net1", "", c)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let addrs: BTreeSet<String> = results.iter().map(addr_of).collect();
+    assert_eq!(addrs.len(), 30, "duplicate addresses: {addrs:?}");
+    assert_eq!(nb_json(&lab, "Logical_Switch").len(), 1);
+    let ports = nb_json(&lab, "Logical_Switch_Port");
+    assert_eq!(ports.len(), 30);
+    // Everyone reaches someone on another node.
+    assert!(reaches(&vms[0], &addr_of(&results[1])));
+    assert!(reaches(&vms[2], &addr_of(&results[0])));
+    for (i, vm) in vms.iter().enumerate() {
+        ok(&call(
+            &plugins,
+            &lab.nodes[i % 3],
+            "DEL",
+            vm,
+            "net1",
+            "",
+            &c,
+        ));
+    }
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+}
+
+/// Sends the RARP QEMU sends after a live migration, from `ifname` in `vm` with `mac`.
+fn send_rarp(vm: &Vm, ifname: &str, mac: &str) {
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('{ifname}',0))\n\
+         m=bytes.fromhex('{}')\n\
+         arp=b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4\n\
+         s.send(b'\\xff'*6+m+b'\\x80\\x35'+arp+b'\\x00'*18)\n",
+        mac.replace(':', "")
+    );
+    vm.ns.run_ok(&["python3", "-c", &script]);
+}
+
+/// Received ICMP sequence numbers of a `ping` transcript.
+fn received_seqs(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn persistent_conf() -> Value {
+    conf(
+        json!({"allowPersistentIPs": true, "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}}}),
+    )
+}
+
+#[test]
+fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
+    let lab = OvnLab::start("ovl-pers", 2);
+    let plugins = plugins();
+    let c = persistent_conf();
+    let other = conf(json!({}));
+    let (vm, filler, again) = (Vm::new("p1"), Vm::new("p2"), Vm::new("p3"));
+    let first = ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "ADD",
+        &vm,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-1"),
+        &c,
+    ));
+    let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
+    assert!(lsp(&lab, port).is_some(), "claim-named port {port} missing");
+    ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "DEL",
+        &vm,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-1"),
+        &c,
+    ));
+    // Parked: still there with its addresses, bound nowhere.
+    let parked = lsp(&lab, port).expect("a persistent port is parked, not deleted");
+    assert!(
+        !ovsdb_map(&parked["options"]).contains_key("requested-chassis"),
+        "{parked}"
+    );
+    // Someone else cannot take the parked address.
+    let f = ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &filler,
+        "net1",
+        "",
+        &other,
+    ));
+    assert_ne!(addr_of(&f), addr_of(&first));
+    // The VM comes back on the other node: same MAC and IP.
+    let second = ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &again,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-2"),
+        &c,
+    ));
+    assert_eq!(second["ips"], first["ips"]);
+    assert_eq!(
+        second["interfaces"][1]["mac"],
+        first["interfaces"][1]["mac"]
+    );
+    let p = lsp(&lab, port).unwrap();
+    assert_eq!(
+        ovsdb_map(&p["options"])["requested-chassis"],
+        lab.nodes[1].chassis
+    );
+    assert!(reaches(&filler, &addr_of(&second)));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &again,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-2"),
+        &c,
+    ));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &filler,
+        "net1",
+        "",
+        &other,
+    ));
+}
+
+#[test]
+fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
+    let lab = OvnLab::start("ovl-mig", 3);
+    let plugins = plugins();
+    let c = persistent_conf();
+    let plain = conf(json!({}));
+    let (src, dst, client) = (Vm::new("src"), Vm::new("dst"), Vm::new("cli"));
+    let s = ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "ADD",
+        &src,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-src"),
+        &c,
+    ));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &client,
+        "net1",
+        "",
+        &plain,
+    ));
+    let ip = addr_of(&s);
+    let mac = s["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    assert!(reaches(&client, &ip));
+    let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
+
+    // Target pod on node 2: the port is bound to both nodes, activated on RARP.
+    let d = ok(&call(
+        &plugins,
+        &lab.nodes[2],
+        "ADD",
+        &dst,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-dst"),
+        &c,
+    ));
+    assert_eq!(d["ips"], s["ips"]);
+    assert_eq!(d["interfaces"][1]["mac"], mac.as_str());
+    let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
+    assert_eq!(
+        opts["requested-chassis"],
+        format!("{},{}", lab.nodes[0].chassis, lab.nodes[2].chassis)
+    );
+    assert_eq!(opts["activation-strategy"], "rarp");
+
+    // A continuous ping while the VM moves: the source stops, the target announces itself
+    // (QEMU's RARP), then the source pod's DEL completes the move.
+    let pinger = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            client.ns.name(),
+            "ping",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "-c",
+            "500",
+            &ip,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    src.ns.run_ok(&["ip", "link", "set", "net1", "down"]);
+    send_rarp(&dst, "net1", &mac);
+    ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "DEL",
+        &src,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-src"),
+        &c,
+    ));
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seqs = received_seqs(&text);
+    let last = *seqs.last().expect("no reply at all");
+    assert!(last >= 490, "replies stopped after the migration: {text}");
+    let max_gap = seqs.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1);
+    // ping -i 0.01 sends one request per ~10-16 ms here: the gap in requests is the outage.
+    let outage_ms = (max_gap - 1) * 16;
+    eprintln!(
+        "live migration outage: {} lost requests (~{outage_ms} ms)",
+        max_gap - 1
+    );
+    assert!(outage_ms < 2000, "outage of {outage_ms} ms: {text}");
+    let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
+    assert_eq!(opts["requested-chassis"], lab.nodes[2].chassis);
+    assert!(!opts.contains_key("activation-strategy"));
+    ok(&call(
+        &plugins,
+        &lab.nodes[2],
+        "DEL",
+        &dst,
+        "net1",
+        &pod_args("ns1", "virt-launcher-a-dst"),
+        &c,
+    ));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &client,
+        "net1",
+        "",
+        &plain,
+    ));
+}
+
+#[test]
+fn port_security_drops_a_forged_mac_and_a_forged_ip() {
+    let lab = OvnLab::start("ovl-sec", 2);
+    let plugins = plugins();
+    let c = conf(json!({}));
+    let (a, b) = (Vm::new("sa"), Vm::new("sb"));
+    ok(&call(&plugins, &lab.nodes[0], "ADD", &a, "net1", "", &c));
+    let rb = ok(&call(&plugins, &lab.nodes[1], "ADD", &b, "net1", "", &c));
+    let target = addr_of(&rb);
+    assert!(reaches(&a, &target));
+    // Forged IP: a second address on the interface, used as the source.
+    a.ns.run_ok(&["ip", "addr", "add", "10.200.0.77/24", "dev", "net1"]);
+    let forged_ip =
+        a.ns.run(&["ping", "-c2", "-i0.2", "-W1", "-I", "10.200.0.77", &target]);
+    assert!(
+        !forged_ip.status.success(),
+        "a forged source IP got through"
+    );
+    a.ns.run_ok(&["ip", "addr", "del", "10.200.0.77/24", "dev", "net1"]);
+    assert!(ping_once(&a, &target), "the real address stopped working");
+    // Forged MAC.
+    a.ns.run_ok(&["ip", "link", "set", "net1", "address", "0a:58:0a:c8:00:99"]);
+    a.ns.run(&["ip", "neigh", "flush", "all"]);
+    assert!(!ping_once(&a, &target), "a forged source MAC got through");
+    ok(&call(&plugins, &lab.nodes[0], "DEL", &a, "net1", "", &c));
+    ok(&call(&plugins, &lab.nodes[1], "DEL", &b, "net1", "", &c));
+}
+
+#[test]
+fn gc_removes_this_nodes_stale_ports_and_keeps_the_valid_and_the_other_nodes() {
+    let lab = OvnLab::start("ovl-gc", 2);
+    let plugins = plugins();
+    let c = conf(json!({}));
+    let (keep, stale, remote) = (Vm::new("gk"), Vm::new("gs"), Vm::new("gr"));
+    let rk = ok(&call(&plugins, &lab.nodes[0], "ADD", &keep, "net1", "", &c));
+    let rs = ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "ADD",
+        &stale,
+        "net1",
+        "",
+        &c,
+    ));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &remote,
+        "net1",
+        "",
+        &c,
+    ));
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": keep.cid, "ifname": "net1"}]);
+    let vars = CniVars {
+        command: "GC".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let (k, v) = lab.nodes[0].plugin_env();
+    let out = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&lab.nodes[0].ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&gc)
+        .run();
+    ok(&out);
+    let ports: Vec<String> = nb_json(&lab, "Logical_Switch_Port")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert!(ports.iter().any(|p| p.contains(&keep.cid)));
+    assert!(ports.iter().any(|p| p.contains(&remote.cid)));
+    let br = lab.nodes[0].vsctl(&["list-ports", "br-int"]);
+    assert!(br.contains(rk["interfaces"][0]["name"].as_str().unwrap()));
+    assert!(
+        !br.contains(rs["interfaces"][0]["name"].as_str().unwrap()),
+        "{br}"
+    );
+    assert!(!lab.nodes[0]
+        .ns
+        .has_link(rs["interfaces"][0]["name"].as_str().unwrap()));
+    ok(&call(&plugins, &lab.nodes[0], "DEL", &keep, "net1", "", &c));
+    ok(&call(
+        &plugins,
+        &lab.nodes[0],
+        "DEL",
+        &stale,
+        "net1",
+        "",
+        &c,
+    ));
+    ok(&call(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &remote,
+        "net1",
+        "",
+        &c,
+    ));
+}
+
+#[test]
+fn without_ovn_controller_add_fails_with_11_in_bounded_time_and_leaves_nothing() {
+    let lab = OvnLab::start("ovl-down", 1);
+    let plugins = plugins();
+    let vm = Vm::new("dn");
+    let node = &lab.nodes[0];
+    // Stop ovn-controller: br-int stays, but nobody installs the port.
+    let pid = std::fs::read_to_string(node.dir.join("ovn-controller.pid")).unwrap();
+    std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let c = conf(json!({"readyTimeout": 1.5}));
+    let start = Instant::now();
+    let out = call(&plugins, node, "ADD", &vm, "net1", "", &c);
+    assert_eq!(out.error_code(), Some(11), "{}", out.stdout_text());
+    assert!(start.elapsed() < Duration::from_secs(6));
+    assert!(
+        out.stdout_text().contains("readyTimeout"),
+        "{}",
+        out.stdout_text()
+    );
+    assert_eq!(
+        nb_json(&lab, "Logical_Switch_Port").len(),
+        0,
+        "NB port left behind"
+    );
+    assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
+    assert!(!vm.ns.has_link("net1"));
+    // STATUS is fine (NB, OVS, chassis, br-int are there); CHECK of nothing fails.
+    let vars = CniVars {
+        command: "STATUS".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let (k, v) = node.plugin_env();
+    let st = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&c)
+        .run();
+    assert!(st.ok(), "{}", st.stdout_text());
+    // NB unreachable: STATUS 50, ADD 11.
+    let gone = conf(json!({"nbdb": format!("unix:{}/nope.sock", lab.path().display())}));
+    let st = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&gone)
+        .run();
+    assert_eq!(st.error_code(), Some(50), "{}", st.stdout_text());
+    let add = call(&plugins, node, "ADD", &vm, "net1", "", &gone);
+    assert_eq!(add.error_code(), Some(11), "{}", add.stdout_text());
+    assert!(
+        add.stdout_text().contains("nope.sock"),
+        "{}",
+        add.stdout_text()
+    );
+    assert!(!vm.ns.has_link("net1"));
+}
+
+#[test]
+fn check_passes_after_add_and_fails_after_a_deliberate_breakage() {
+    let lab = OvnLab::start("ovl-chk", 1);
+    let plugins = plugins();
+    let c = conf(json!({}));
+    let vm = Vm::new("ck");
+    let node = &lab.nodes[0];
+    let r = ok(&call(&plugins, node, "ADD", &vm, "net1", "", &c));
+    let mut with_prev = c.clone();
+    with_prev["prevResult"] = r.clone();
+    ok(&call(&plugins, node, "CHECK", &vm, "net1", "", &with_prev));
+    vm.ns.run_ok(&["ip", "addr", "flush", "dev", "net1"]);
+    let bad = call(&plugins, node, "CHECK", &vm, "net1", "", &with_prev);
+    assert_eq!(bad.error_code(), Some(100), "{}", bad.stdout_text());
+    assert!(
+        bad.stdout_text().contains("lacks address"),
+        "{}",
+        bad.stdout_text()
+    );
+    // DEL without the namespace still cleans NB and OVS.
+    let vars = CniVars {
+        command: "DEL".into(),
+        container_id: vm.cid.clone(),
+        netns: String::new(),
+        ifname: "net1".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let (k, v) = node.plugin_env();
+    let del = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&c)
+        .run();
+    ok(&del);
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+    assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
+}
+
+/// The JSON inside `config: '...'` of a NetworkAttachmentDefinition example under deploy/.
+fn nad_config(file: &str) -> Value {
+    let path = conformance_tests::plugin::workspace_root()
+        .join("deploy/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = text.find("config: '").expect("config") + "config: '".len();
+    let end = start + text[start..].find('\'').expect("end of config");
+    serde_json::from_str(&text[start..end]).unwrap()
+}
+
+#[test]
+fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_multus_shaped_runtime(
+) {
+    use conformance_tests::{LibcniClient, Runtime, RuntimeConf};
+    let lab = OvnLab::start("ovl-nad", 2);
+    let plugins = plugins();
+    let nad = nad_config("nad-private-overlay.yaml");
+    assert_eq!(nad["type"], "ovn-k8s-cni-overlay");
+    // As written; the only addition says where this simulated node's databases are (on a real
+    // node: /etc/multihome/ovn-node.json or the Debian default sockets).
+    let on_node = |i: usize| {
+        let mut c = nad.clone();
+        c["nodeConfig"] = json!(lab.nodes[i].node_file().display().to_string());
+        json!({"cniVersion": c["cniVersion"], "name": c["name"], "plugins": [c]})
+    };
+    let (a, b) = (Vm::new("na"), Vm::new("nb"));
+    let libcni = LibcniClient::new(plugins.cni_path(), &lab.nodes[0].ns);
+    let rt_a = RuntimeConf::new(&a.cid, a.ns.path(), "net1")
+        .with_arg("IgnoreUnknown", "true")
+        .with_arg("K8S_POD_NAMESPACE", "my-vm-namespace")
+        .with_arg("K8S_POD_NAME", "virt-launcher-vm-a");
+    let added = libcni.add(&on_node(0), &rt_a);
+    assert!(added.ok(), "libcni add: {added}");
+    let ra = added.json();
+    assert!(
+        ra["ips"].as_array().is_none_or(|i| i.is_empty()),
+        "no subnets, no IPs: {ra}"
+    );
+    let mac_a = ra["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    assert!(mac_a.starts_with("0a:58:"), "{mac_a}");
+    let check = libcni.check(&on_node(0), &rt_a);
+    assert!(check.ok(), "libcni check: {check}");
+    let port = lsp(
+        &lab,
+        "my.vm.namespace.private.overlay_my-vm-namespace_virt-launcher-vm-a",
+    )
+    .unwrap();
+    assert_eq!(ovsdb_strings(&port["port_security"]), vec![mac_a.clone()]);
+
+    let runtime = Runtime::new(plugins.cni_path(), &lab.nodes[1].ns);
+    let rt_b = RuntimeConf::new(&b.cid, b.ns.path(), "net1")
+        .with_arg("IgnoreUnknown", "true")
+        .with_arg("K8S_POD_NAMESPACE", "my-vm-namespace")
+        .with_arg("K8S_POD_NAME", "virt-launcher-vm-b");
+    let rb = runtime.add_list(&on_node(1), &rt_b).expect("runtime add");
+    assert_eq!(rb["interfaces"][1]["name"], "net1");
+    runtime
+        .check_list(&on_node(1), &rt_b)
+        .expect("runtime check");
+    // Layer 2 only: the VMs bring their own addresses (as a guest would), and talk.
+    a.ns.run_ok(&["ip", "addr", "add", "192.168.50.1/24", "dev", "net1"]);
+    b.ns.run_ok(&["ip", "addr", "add", "192.168.50.2/24", "dev", "net1"]);
+    assert!(
+        reaches(&a, "192.168.50.2"),
+        "the L2 overlay does not carry traffic"
+    );
+    let del = libcni.del(&on_node(0), &rt_a);
+    assert!(del.ok(), "libcni del: {del}");
+    runtime.del_list(&on_node(1), &rt_b).expect("runtime del");
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+}

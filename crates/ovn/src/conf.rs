@@ -1,0 +1,471 @@
+//! The configuration of an OVN secondary network: the keys of OVN-Kubernetes'
+//! `ovn-k8s-cni-overlay` NADs (layer2 and localnet), plus where this node finds its databases.
+//! Everything is validated before anything is touched (code 7 naming the key and value).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cni::{Call, Error};
+use ipnetwork::IpNetwork;
+use netlink::Mac;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The northbound DB of Debian's ovn-central.
+pub const DEFAULT_NBDB: &str = "unix:/var/run/ovn/ovnnb_db.sock";
+/// The node's Open vSwitch DB of Debian's openvswitch-switch.
+pub const DEFAULT_OVSDB: &str = "unix:/var/run/openvswitch/db.sock";
+/// The per-node file (JSON: nbdb, ovsdb, readyTimeout) read when the configuration has no value.
+pub const DEFAULT_NODE_CONFIG: &str = "/etc/multihome/ovn-node.json";
+/// Environment variable naming another per-node file (one machine simulating several nodes).
+pub const NODE_CONFIG_ENV: &str = "MULTIHOME_OVN_NODE_CONFIG";
+/// How long ADD waits for ovn-controller to report the port installed.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// OVN-Kubernetes' default MTU of an overlay network (1500 minus Geneve's overhead).
+pub const LAYER2_MTU: u32 = 1400;
+/// The usual MTU of a physical network.
+pub const LOCALNET_MTU: u32 = 1500;
+
+/// The network's topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// A cluster-wide logical switch, nodes joined by Geneve, east-west only.
+    Layer2,
+    /// A logical switch with a localnet port to the node's OVS bridge mapping.
+    Localnet,
+}
+
+impl Topology {
+    /// The name used in configurations and external_ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Layer2 => "layer2",
+            Topology::Localnet => "localnet",
+        }
+    }
+}
+
+/// The keys as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Raw {
+    net_attach_def_name: Option<String>,
+    topology: Option<String>,
+    subnets: Option<String>,
+    exclude_subnets: Option<String>,
+    mtu: Option<i64>,
+    #[serde(rename = "allowPersistentIPs")]
+    allow_persistent_ips: bool,
+    role: Option<String>,
+    #[serde(rename = "vlanID")]
+    vlan_id: Option<i64>,
+    physical_network_name: Option<String>,
+    nbdb: Option<String>,
+    ovsdb: Option<String>,
+    node_config: Option<String>,
+    ready_timeout: Option<f64>,
+}
+
+/// The per-node file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct NodeFile {
+    nbdb: Option<String>,
+    ovsdb: Option<String>,
+    ready_timeout: Option<f64>,
+}
+
+/// Keys of OVN-Kubernetes that this suite does not implement: refused by name rather than
+/// silently ignored (a network that quietly lacks its join subnet is worse than an error).
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "ipam",
+        "OVN networks manage their addresses with \"subnets\" (OVN-Kubernetes refuses ipam too)",
+    ),
+    ("joinSubnet", "only used by primary layer3/layer2 networks"),
+    ("transitSubnet", "only used by layer3 networks"),
+    ("infrastructureSubnets", "only used by primary networks"),
+    ("reservedSubnets", "only used by primary networks"),
+    ("defaultGatewayIPs", "only used by primary networks"),
+];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct OvnConf {
+    /// `name`: the network, cluster wide.
+    pub network: String,
+    /// `netAttachDefName`, "<namespace>/<name>".
+    pub nad: String,
+    pub topology: Topology,
+    /// One network per family at most, in the order written.
+    pub subnets: Vec<IpNetwork>,
+    pub exclude: Vec<IpNetwork>,
+    pub mtu: u32,
+    pub allow_persistent_ips: bool,
+    /// localnet: the access VLAN.
+    pub vlan: Option<u16>,
+    /// localnet: the bridge-mapping name (`physicalNetworkName`, else `name`).
+    pub physical_network: String,
+    /// localnet: `physicalNetworkName` was written (no fallback to the NAD's name).
+    pub physical_network_explicit: bool,
+    pub nbdb: String,
+    pub ovsdb: String,
+    pub ready_timeout: Duration,
+    /// The MAC requested by the runtime (CNI_ARGS MAC, args.cni.mac, runtimeConfig.mac).
+    pub mac: Option<Mac>,
+    /// The persistent-IP claim of the attachment (args.cni "ipam-claim-reference").
+    pub claim: Option<String>,
+}
+
+fn key_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a comma-separated list of CIDRs (a bare address is a host network).
+fn parse_cidrs(key: &str, s: &str) -> Result<Vec<IpNetwork>, Error> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let net = if item.contains('/') {
+            let (addr, len) = item.split_once('/').expect("checked");
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| Error::invalid_config(format!("{key}: {item:?} is not a CIDR")))?;
+            let len: u8 = len.parse().map_err(|_| {
+                Error::invalid_config(format!("{key}: {item:?} has an invalid prefix length"))
+            })?;
+            IpNetwork::new(addr, len).map_err(|_| {
+                Error::invalid_config(format!("{key}: {item:?} has an invalid prefix length"))
+            })?
+        } else {
+            let addr: IpAddr = item.parse().map_err(|_| {
+                Error::invalid_config(format!("{key}: {item:?} is not an address or a CIDR"))
+            })?;
+            IpNetwork::from(addr)
+        };
+        out.push(net);
+    }
+    Ok(out)
+}
+
+/// The network a CIDR names, with host bits cleared.
+fn normalized(n: IpNetwork) -> IpNetwork {
+    IpNetwork::new(n.network(), n.prefix()).expect("same prefix")
+}
+
+impl OvnConf {
+    /// Parses `call`'s configuration; `default_topology` is the executable's own (`ovn-overlay`:
+    /// layer2, `localnet`: localnet; `ovn-k8s-cni-overlay`: none, the key is required).
+    pub fn from_call(call: &Call, default_topology: Option<Topology>) -> Result<OvnConf, Error> {
+        let raw_obj = call.conf.raw.as_object().cloned().unwrap_or_default();
+        for (key, why) in REFUSED {
+            if let Some(v) = raw_obj.get(*key) {
+                return Err(Error::invalid_config(format!(
+                    "{key}: {} is not supported by this plugin: {why}",
+                    key_value(v)
+                )));
+            }
+        }
+        let raw: Raw = call.conf.typed()?;
+        let topology = match raw.topology.as_deref() {
+            Some("layer2") => Topology::Layer2,
+            Some("localnet") => Topology::Localnet,
+            Some(other) => {
+                return Err(Error::invalid_config(format!(
+                    "topology: {other:?} is not supported: use \"layer2\" or \"localnet\""
+                )))
+            }
+            None => default_topology.ok_or_else(|| {
+                Error::invalid_config(
+                    "topology is required for type ovn-k8s-cni-overlay: \"layer2\" or \"localnet\"",
+                )
+            })?,
+        };
+        if let (Some(d), Some(_)) = (default_topology, raw.topology.as_deref()) {
+            if d != topology && call.conf.plugin_type != "ovn-k8s-cni-overlay" {
+                return Err(Error::invalid_config(format!(
+                    "topology: {:?} does not match type {:?} (which is {:?})",
+                    topology.as_str(),
+                    call.conf.plugin_type,
+                    d.as_str()
+                )));
+            }
+        }
+        if let Some(role) = raw.role.as_deref() {
+            if role != "secondary" {
+                return Err(Error::invalid_config(format!(
+                    "role: {role:?} is not supported: only \"secondary\" networks are"
+                )));
+            }
+        }
+        if topology == Topology::Layer2 {
+            for (key, present) in [
+                ("vlanID", raw.vlan_id.is_some()),
+                ("physicalNetworkName", raw.physical_network_name.is_some()),
+            ] {
+                if present {
+                    return Err(Error::invalid_config(format!(
+                        "{key}: only a localnet topology has it, this network is layer2"
+                    )));
+                }
+            }
+        }
+        let network = call.conf.name.clone();
+        let nad = match raw.net_attach_def_name {
+            Some(n) => {
+                let ok = n.split_once('/').is_some_and(|(ns, name)| {
+                    !ns.is_empty() && !name.is_empty() && !name.contains('/')
+                });
+                if !ok {
+                    return Err(Error::invalid_config(format!(
+                        "netAttachDefName: {n:?} is not \"<namespace>/<name>\""
+                    )));
+                }
+                n
+            }
+            None => format!("default/{network}"),
+        };
+        let subnets = parse_cidrs("subnets", raw.subnets.as_deref().unwrap_or(""))?;
+        let subnets: Vec<IpNetwork> = subnets.into_iter().map(normalized).collect();
+        let mut families = [0, 0];
+        for s in &subnets {
+            families[usize::from(s.is_ipv6())] += 1;
+            let usable = match s {
+                IpNetwork::V4(n) => n.prefix() <= 30,
+                IpNetwork::V6(n) => n.prefix() <= 126,
+            };
+            if !usable {
+                return Err(Error::invalid_config(format!(
+                    "subnets: {s} is too small to hand out addresses"
+                )));
+            }
+        }
+        if families.iter().any(|&n| n > 1) {
+            return Err(Error::invalid_config(format!(
+                "subnets: {:?} has more than one subnet of a family: one IPv4 and one IPv6 at most",
+                raw.subnets.unwrap_or_default()
+            )));
+        }
+        let exclude = parse_cidrs(
+            "excludeSubnets",
+            raw.exclude_subnets.as_deref().unwrap_or(""),
+        )?;
+        for e in &exclude {
+            if !subnets.iter().any(|s| s.contains(e.network())) {
+                return Err(Error::invalid_config(format!(
+                    "excludeSubnets: {e} is not inside any of subnets {:?}",
+                    subnets.iter().map(ToString::to_string).collect::<Vec<_>>()
+                )));
+            }
+        }
+        let default_mtu = match topology {
+            Topology::Layer2 => LAYER2_MTU,
+            Topology::Localnet => LOCALNET_MTU,
+        };
+        let mtu = match raw.mtu {
+            None | Some(0) => default_mtu,
+            Some(m) if (68..=65535).contains(&m) => m as u32,
+            Some(m) => {
+                return Err(Error::invalid_config(format!(
+                    "mtu: {m} is out of range 68..65535"
+                )))
+            }
+        };
+        if mtu < 1280 && subnets.iter().any(IpNetwork::is_ipv6) {
+            return Err(Error::invalid_config(format!(
+                "mtu: {mtu} is below 1280, the IPv6 minimum, and subnets has an IPv6 subnet"
+            )));
+        }
+        let vlan = match raw.vlan_id {
+            None | Some(0) => None,
+            Some(v) if (1..=4094).contains(&v) => Some(v as u16),
+            Some(v) => {
+                return Err(Error::invalid_config(format!(
+                    "vlanID: {v} is out of range 1..4094"
+                )))
+            }
+        };
+        let physical_network_explicit = raw.physical_network_name.is_some();
+        let physical_network = raw
+            .physical_network_name
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| network.clone());
+        let node = read_node_file(raw.node_config.as_deref())?;
+        let ready = raw.ready_timeout.or(node.ready_timeout);
+        let ready_timeout = match ready {
+            None => DEFAULT_READY_TIMEOUT,
+            Some(s) if s > 0.0 && s <= 600.0 => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(Error::invalid_config(format!(
+                    "readyTimeout: {s} is out of range (0, 600] seconds"
+                )))
+            }
+        };
+        let nbdb = raw
+            .nbdb
+            .or(node.nbdb)
+            .unwrap_or_else(|| DEFAULT_NBDB.to_string());
+        let ovsdb = raw
+            .ovsdb
+            .or(node.ovsdb)
+            .unwrap_or_else(|| DEFAULT_OVSDB.to_string());
+        for (key, v) in [("nbdb", &nbdb), ("ovsdb", &ovsdb)] {
+            let ok = v.split(',').all(|e| {
+                let e = e.trim();
+                e.strip_prefix("unix:").is_some_and(|p| !p.is_empty())
+                    || e.strip_prefix("tcp:").is_some_and(|p| p.contains(':'))
+            });
+            if !ok {
+                return Err(Error::invalid_config(format!(
+                    "{key}: {v:?} is not a list of unix:PATH or tcp:IP:PORT endpoints"
+                )));
+            }
+        }
+        let mac = requested_mac(call)?;
+        let claim = match call.conf.args_cni("ipam-claim-reference") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', ' ']) => Some(s.clone()),
+            Some(v) => {
+                return Err(Error::invalid_config(format!(
+                    "args.cni.ipam-claim-reference: {} is not a claim name (no '/' or spaces)",
+                    key_value(v)
+                )))
+            }
+        };
+        Ok(OvnConf {
+            network,
+            nad,
+            topology,
+            subnets,
+            exclude,
+            mtu,
+            allow_persistent_ips: raw.allow_persistent_ips,
+            vlan,
+            physical_network,
+            physical_network_explicit,
+            nbdb,
+            ovsdb,
+            ready_timeout,
+            mac,
+            claim,
+        })
+    }
+
+    /// The persistent identity of the attachment, when the network keeps IPs: the claim, else
+    /// the requested MAC (KubeMacPool gives a VM the same MAC for its whole life).
+    pub fn persistent_key(&self) -> Option<String> {
+        if !self.allow_persistent_ips {
+            return None;
+        }
+        self.claim.clone().or_else(|| {
+            self.mac
+                .map(|m| format!("mac-{}", m.to_string().replace(':', "")))
+        })
+    }
+}
+
+fn read_node_file(explicit: Option<&str>) -> Result<NodeFile, Error> {
+    let from_env = std::env::var(NODE_CONFIG_ENV)
+        .ok()
+        .filter(|s| !s.is_empty());
+    let (path, required) = match (explicit, from_env) {
+        (Some(p), _) => (PathBuf::from(p), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (PathBuf::from(DEFAULT_NODE_CONFIG), false),
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(NodeFile::default())
+        }
+        Err(e) => {
+            return Err(Error::invalid_config(format!(
+                "nodeConfig: cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_config(format!("nodeConfig: {}: {e}", path.display())))
+}
+
+/// The MAC from CNI_ARGS MAC, args.cni.mac and runtimeConfig.mac (later wins), as the bridge.
+fn requested_mac(call: &Call) -> Result<Option<Mac>, Error> {
+    let mut found: Option<(String, &str)> = None;
+    if let Some(m) = call.env.args.get("MAC") {
+        found = Some((m.to_string(), "CNI_ARGS MAC"));
+    }
+    if let Some(Value::String(m)) = call.conf.args_cni("mac") {
+        found = Some((m.clone(), "args.cni.mac"));
+    }
+    if let Some(Value::String(m)) = call.conf.runtime("mac") {
+        found = Some((m.clone(), "runtimeConfig.mac"));
+    }
+    let Some((text, key)) = found else {
+        return Ok(None);
+    };
+    let mac: Mac = text
+        .parse()
+        .map_err(|_| Error::invalid_config(format!("{key}: {text:?} is not a MAC address")))?;
+    if mac.is_multicast() || mac.is_zero() {
+        return Err(Error::invalid_config(format!(
+            "{key}: {text:?} is not a unicast MAC address"
+        )));
+    }
+    Ok(Some(mac))
+}
+
+/// The attachment's identity in external_ids and port names.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub container_id: String,
+    pub ifname: String,
+    /// K8S_POD_NAMESPACE / K8S_POD_NAME, when the runtime passed them.
+    pub pod: Option<(String, String)>,
+    /// K8S_POD_UID.
+    pub pod_uid: Option<String>,
+}
+
+impl Who {
+    /// From CNI_CONTAINERID, CNI_IFNAME and CNI_ARGS.
+    pub fn from_call(call: &Call) -> Who {
+        let ns = call
+            .env
+            .args
+            .get("K8S_POD_NAMESPACE")
+            .filter(|s| !s.is_empty());
+        let name = call.env.args.get("K8S_POD_NAME").filter(|s| !s.is_empty());
+        Who {
+            container_id: call.env.container_id.clone(),
+            ifname: call.env.ifname.clone(),
+            pod: ns.zip(name).map(|(a, b)| (a.to_string(), b.to_string())),
+            pod_uid: call
+                .env
+                .args
+                .get("K8S_POD_UID")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    /// "<container id> <ifname>": the value stored per chassis on the port.
+    pub fn token(&self) -> String {
+        format!("{} {}", self.container_id, self.ifname)
+    }
+}
+
+/// Helper: string map from pairs.
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "conf_tests.rs"]
+mod tests;

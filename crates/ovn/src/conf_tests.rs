@@ -1,0 +1,170 @@
+use std::path::PathBuf;
+
+use cni::args::CniArgs;
+use cni::env::{Command, Env};
+use cni::{Call, NetConf};
+use serde_json::{json, Value};
+
+use super::*;
+
+fn call_with(conf: Value, args: &str) -> Call {
+    Call {
+        env: Env {
+            command: Command::Add,
+            container_id: "c1".into(),
+            netns: Some(PathBuf::from("/run/netns/x")),
+            ifname: "net1".into(),
+            args: CniArgs::parse(args).unwrap(),
+            path: vec![],
+        },
+        conf: NetConf::parse(conf.to_string().as_bytes()).unwrap(),
+    }
+}
+
+fn parse(extra: Value) -> Result<OvnConf, Error> {
+    let mut c = json!({
+        "cniVersion": "1.0.0", "name": "private-overlay", "type": "ovn-k8s-cni-overlay",
+        "topology": "layer2", "netAttachDefName": "ns1/private-overlay",
+        "nodeConfig": "/dev/null/none-needed"
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    if c["nodeConfig"] == "/dev/null/none-needed" {
+        c.as_object_mut().unwrap().remove("nodeConfig");
+    }
+    OvnConf::from_call(&call_with(c, ""), None)
+}
+
+fn err(extra: Value) -> Error {
+    let e = parse(extra).unwrap_err();
+    assert_eq!(e.code, 7, "{}", e.msg);
+    e
+}
+
+#[test]
+fn the_documentation_nad_parses_with_ovn_kubernetes_defaults() {
+    let c = parse(json!({"cniVersion": "0.4.0"})).unwrap();
+    assert_eq!(c.topology, Topology::Layer2);
+    assert_eq!(c.mtu, 1400);
+    assert!(c.subnets.is_empty());
+    assert_eq!(c.nad, "ns1/private-overlay");
+    assert_eq!(c.nbdb, DEFAULT_NBDB);
+    assert_eq!(c.ovsdb, DEFAULT_OVSDB);
+    let l = parse(json!({"topology": "localnet", "vlanID": 100})).unwrap();
+    assert_eq!(
+        (l.mtu, l.vlan, l.physical_network.as_str()),
+        (1500, Some(100), "private-overlay")
+    );
+}
+
+#[test]
+fn subnets_and_excludes_are_normalised_and_checked() {
+    let c = parse(
+        json!({"subnets": "10.1.0.9/24, fd00::/64", "excludeSubnets": "10.1.0.1,10.1.0.128/25"}),
+    )
+    .unwrap();
+    assert_eq!(c.subnets[0].to_string(), "10.1.0.0/24");
+    assert_eq!(c.subnets[1].to_string(), "fd00::/64");
+    assert_eq!(c.exclude[0].to_string(), "10.1.0.1/32");
+    assert!(err(json!({"subnets": "10.1.0.0/24,10.2.0.0/24"}))
+        .msg
+        .contains("more than one"));
+    assert!(err(json!({"subnets": "10.1.0.0/33"}))
+        .msg
+        .contains("subnets"));
+    assert!(err(json!({"subnets": "nonsense"}))
+        .msg
+        .contains("\"nonsense\""));
+    assert!(err(json!({"subnets": "10.1.0.0/31"}))
+        .msg
+        .contains("too small"));
+    assert!(
+        err(json!({"subnets": "10.1.0.0/24", "excludeSubnets": "10.9.0.0/24"}))
+            .msg
+            .contains("excludeSubnets: 10.9.0.0/24")
+    );
+}
+
+#[test]
+fn refused_keys_and_values_are_named() {
+    assert!(err(json!({"ipam": {"type": "static"}}))
+        .msg
+        .starts_with("ipam:"));
+    assert!(err(json!({"topology": "layer3"}))
+        .msg
+        .contains("\"layer3\""));
+    assert!(err(json!({"role": "primary"})).msg.contains("\"primary\""));
+    assert!(err(json!({"vlanID": 10})).msg.starts_with("vlanID"));
+    assert!(err(json!({"topology": "localnet", "vlanID": 4095}))
+        .msg
+        .contains("vlanID: 4095"));
+    assert!(err(json!({"mtu": 70000})).msg.contains("mtu: 70000"));
+    assert!(err(json!({"mtu": 1000, "subnets": "fd00::/64"}))
+        .msg
+        .contains("1280"));
+    assert!(err(json!({"netAttachDefName": "noslash"}))
+        .msg
+        .contains("\"noslash\""));
+    assert!(err(json!({"nbdb": "http://x"})).msg.starts_with("nbdb"));
+    assert!(err(json!({"readyTimeout": 0}))
+        .msg
+        .starts_with("readyTimeout"));
+    let mut c = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-k8s-cni-overlay"});
+    let e = OvnConf::from_call(&call_with(c.clone(), ""), None).unwrap_err();
+    assert!(e.msg.starts_with("topology is required"), "{}", e.msg);
+    c["topology"] = json!("localnet");
+    c["type"] = json!("ovn-overlay");
+    let e = OvnConf::from_call(&call_with(c, ""), Some(Topology::Layer2)).unwrap_err();
+    assert!(e.msg.contains("does not match type"), "{}", e.msg);
+}
+
+#[test]
+fn the_per_node_file_fills_what_the_configuration_leaves_out() {
+    let dir = std::env::temp_dir().join(format!("mh-ovn-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("node.json");
+    std::fs::write(
+        &f,
+        r#"{"nbdb": "unix:/a.sock", "ovsdb": "tcp:127.0.0.1:6640", "readyTimeout": 3}"#,
+    )
+    .unwrap();
+    let c =
+        parse(json!({"nodeConfig": f.display().to_string(), "nbdb": "unix:/mine.sock"})).unwrap();
+    assert_eq!(c.nbdb, "unix:/mine.sock");
+    assert_eq!(c.ovsdb, "tcp:127.0.0.1:6640");
+    assert_eq!(c.ready_timeout, std::time::Duration::from_secs(3));
+    std::fs::write(&f, r#"{"nbdbb": "x"}"#).unwrap();
+    assert!(err(json!({"nodeConfig": f.display().to_string()}))
+        .msg
+        .contains("nbdbb"));
+    assert!(
+        err(json!({"nodeConfig": dir.join("missing").display().to_string()}))
+            .msg
+            .starts_with("nodeConfig")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mac_and_claim_come_from_the_runtime() {
+    let base = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-overlay", "allowPersistentIPs": true,
+        "args": {"cni": {"mac": "02:00:00:00:00:01"}}, "runtimeConfig": {"mac": "02:00:00:00:00:02"}});
+    let c = OvnConf::from_call(
+        &call_with(base.clone(), "MAC=02:00:00:00:00:03"),
+        Some(Topology::Layer2),
+    )
+    .unwrap();
+    assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:02");
+    assert_eq!(c.persistent_key().unwrap(), "mac-020000000002");
+    let mut with_claim = base;
+    with_claim["args"]["cni"]["ipam-claim-reference"] = json!("vm-a.net1");
+    let c = OvnConf::from_call(&call_with(with_claim.clone(), ""), Some(Topology::Layer2)).unwrap();
+    assert_eq!(c.persistent_key().unwrap(), "vm-a.net1");
+    with_claim["args"]["cni"]["ipam-claim-reference"] = json!("a/b");
+    let e = OvnConf::from_call(&call_with(with_claim, ""), Some(Topology::Layer2)).unwrap_err();
+    assert!(e.msg.contains("ipam-claim-reference"), "{}", e.msg);
+    let bad = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-overlay", "runtimeConfig": {"mac": "01:00:00:00:00:01"}});
+    let e = OvnConf::from_call(&call_with(bad, ""), Some(Topology::Layer2)).unwrap_err();
+    assert!(e.msg.starts_with("runtimeConfig.mac"), "{}", e.msg);
+}

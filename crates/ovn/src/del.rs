@@ -1,0 +1,114 @@
+//! DEL: the br-int port and the container interface of this attachment, then its hold on the
+//! logical port. Best effort and idempotent: what is already gone is fine (also CNI_NETNS), and
+//! every step is tried even when an earlier one failed.
+
+use cni::{Call, Error};
+use netlink::Netlink;
+use netns::NetNs;
+
+use crate::conf::{OvnConf, Topology, Who};
+use crate::nb::Nb;
+use crate::node::Ovs;
+use crate::{names, port};
+
+pub fn del(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {
+    let conf = OvnConf::from_call(call, default_topology)?;
+    let who = Who::from_call(call);
+    let mut errors = Vec::new();
+    let mut chassis = None;
+    match Ovs::connect(&conf).and_then(|mut ovs| {
+        let info = ovs.info()?;
+        chassis = Some(info.chassis.clone());
+        remove_node_ports(&mut ovs, &conf, &who)
+    }) {
+        Ok(()) => {}
+        Err(e) => errors.push(e),
+    }
+    if let Err(e) = remove_container_link(call) {
+        errors.push(e);
+    }
+    if let Some(chassis) = chassis.filter(|c| !c.is_empty()) {
+        if let Err(e) = release_logical_port(&conf, &who, &chassis) {
+            errors.push(e);
+        }
+    }
+    joined(errors)
+}
+
+/// This attachment's ports on br-int (found by their external_ids, so also after a reboot
+/// renamed nothing) and their host veths.
+pub fn remove_node_ports(ovs: &mut Ovs, conf: &OvnConf, who: &Who) -> Result<(), Error> {
+    let node = Netlink::connect().map_err(port::kernel)?;
+    for p in ovs.ports_of(&conf.network)? {
+        let mine = p.external_ids.get("sandbox") == Some(&who.container_id)
+            && p.external_ids.get(names::EXT_IFACE_IFNAME) == Some(&who.ifname);
+        if !mine {
+            continue;
+        }
+        ovs.del_port(&p.name)?;
+        if let Some(link) = node.link_by_name(&p.name).map_err(port::kernel)? {
+            node.del_link(link.index, &link.name)
+                .map_err(port::kernel)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes CNI_IFNAME in CNI_NETNS when both still exist.
+fn remove_container_link(call: &Call) -> Result<(), Error> {
+    let Some(path) = &call.env.netns else {
+        return Ok(());
+    };
+    let ns = match NetNs::open(path) {
+        Ok(ns) => ns,
+        Err(netns::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => {
+            return Err(Error::invalid_env(format!(
+                "CNI_NETNS={}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let nl = Netlink::connect_in(&ns).map_err(port::kernel)?;
+    let Some(link) = nl.link_by_name(&call.env.ifname).map_err(port::kernel)? else {
+        return Ok(());
+    };
+    if !link.is_veth() {
+        return Ok(());
+    }
+    nl.del_link(link.index, &link.name)
+        .map(|_| ())
+        .map_err(port::kernel)
+}
+
+/// This attachment's hold on its logical port (found by name, else by holder).
+fn release_logical_port(conf: &OvnConf, who: &Who, chassis: &str) -> Result<(), Error> {
+    let mut nb = Nb::connect(conf)?;
+    let Some(snap) = nb.snapshot(&names::switch_name(conf))? else {
+        return Ok(());
+    };
+    let token = who.token();
+    let name = names::port_name(conf, who, conf.persistent_key().as_deref());
+    let port = snap
+        .port(&name)
+        .filter(|p| p.holder(chassis) == Some(token.as_str()))
+        .or_else(|| snap.held_by(chassis, &token))
+        .cloned();
+    match port {
+        Some(p) => port::release(&mut nb, &snap, &p, chassis, &token),
+        None => Ok(()),
+    }
+}
+
+/// The first error with the others as details.
+pub fn joined(mut errors: Vec<Error>) -> Result<(), Error> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let first = errors.remove(0);
+    if errors.is_empty() {
+        return Err(first);
+    }
+    let rest: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
+    Err(first.with_details(format!("also: {}", rest.join("; "))))
+}

@@ -1,0 +1,395 @@
+//! The northbound side: the network's logical switch (created once, even when many nodes ADD
+//! at the same moment) and the attachments' logical switch ports, whose addresses are
+//! allocated inside NB transactions so that no two ports ever get one address.
+//!
+//! Concurrency is optimistic: a snapshot (the switch's `ports` column and the ports' rows) is
+//! read in one transaction, and the write carries a `wait` that fails the whole transaction if
+//! `ports` changed since; the loser re-reads and tries again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use cni::Error;
+use ovsdb::{ops, value, Client};
+use serde_json::{json, Value};
+
+use crate::conf::{OvnConf, Topology};
+use crate::names;
+
+/// The northbound database's name.
+pub const DB: &str = "OVN_Northbound";
+/// How long optimistic retries may go on before "try again later".
+const CONTENTION_BUDGET: Duration = Duration::from_secs(10);
+
+/// An OVSDB failure on the northbound DB: unreachable is "try again later" (11), the rest 999.
+pub fn err(e: ovsdb::Error) -> Error {
+    if e.is_unavailable() {
+        Error::try_again_later(format!("OVN northbound DB: {e}"))
+    } else {
+        Error::internal(format!("OVN northbound DB: {e}"))
+    }
+}
+
+/// A logical switch port as read.
+#[derive(Debug, Clone, Default)]
+pub struct Port {
+    pub uuid: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub port_security: Vec<String>,
+    pub options: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+    pub port_type: String,
+}
+
+impl Port {
+    fn from_row(row: &Value) -> Port {
+        Port {
+            uuid: value::as_uuid(&row["_uuid"]).unwrap_or_default(),
+            name: row["name"].as_str().unwrap_or_default().to_string(),
+            addresses: value::as_strings(&row["addresses"]),
+            port_security: value::as_strings(&row["port_security"]),
+            options: value::as_str_map(&row["options"]),
+            external_ids: value::as_str_map(&row["external_ids"]),
+            port_type: row["type"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The IPs of the first `addresses` entry ("<mac> <ip> <ip>").
+    pub fn ips(&self) -> Vec<IpAddr> {
+        self.addresses
+            .iter()
+            .flat_map(|a| a.split_whitespace().skip(1))
+            .filter_map(|t| t.split('/').next()?.parse().ok())
+            .collect()
+    }
+
+    /// The MAC of the first `addresses` entry.
+    pub fn mac(&self) -> Option<String> {
+        self.addresses
+            .first()
+            .and_then(|a| a.split_whitespace().next())
+            .filter(|m| m.contains(':'))
+            .map(str::to_string)
+    }
+
+    /// The chassis this port is requested on (`options:requested-chassis`, comma-separated).
+    pub fn chassis(&self) -> Vec<String> {
+        self.options
+            .get("requested-chassis")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Which attachment holds the port on `chassis`.
+    pub fn holder(&self, chassis: &str) -> Option<&str> {
+        self.external_ids
+            .get(&names::at_key(chassis))
+            .map(String::as_str)
+    }
+}
+
+const PORT_COLUMNS: &[&str] = &[
+    "_uuid",
+    "name",
+    "addresses",
+    "port_security",
+    "options",
+    "external_ids",
+    "type",
+];
+
+/// A consistent view of one network's switch.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub switch_uuid: String,
+    /// The switch's `ports` column as read (the `wait` compares against it).
+    pub ports_value: Value,
+    pub ports: Vec<Port>,
+}
+
+impl Snapshot {
+    /// Every address held by a port of the switch.
+    pub fn used(&self) -> HashSet<IpAddr> {
+        self.ports.iter().flat_map(Port::ips).collect()
+    }
+
+    pub fn port(&self, name: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// The port holding `token` ("<container id> <ifname>") on `chassis`.
+    pub fn held_by(&self, chassis: &str, token: &str) -> Option<&Port> {
+        self.ports.iter().find(|p| p.holder(chassis) == Some(token))
+    }
+}
+
+/// The northbound DB.
+#[derive(Debug)]
+pub struct Nb {
+    pub client: Client,
+}
+
+fn by_name(name: &str) -> Value {
+    json!([ops::cond("name", "==", json!(name))])
+}
+
+fn by_uuid(uuid: &str) -> Value {
+    json!([ops::cond("_uuid", "==", value::uuid(uuid))])
+}
+
+impl Nb {
+    /// Connects to `conf.nbdb`.
+    pub fn connect(conf: &OvnConf) -> Result<Nb, Error> {
+        let timeout = conf.ready_timeout.min(Duration::from_secs(10));
+        let client = Client::connect(&conf.nbdb, timeout).map_err(|e| {
+            Error::try_again_later(format!(
+                "cannot reach the OVN northbound DB at {} (nbdb): {e}",
+                conf.nbdb
+            ))
+        })?;
+        Ok(Nb { client })
+    }
+
+    fn transact(&mut self, ops: &[Value]) -> Result<Vec<Value>, ovsdb::Error> {
+        self.client.transact(DB, ops)
+    }
+
+    /// Reads the switch `name` and its ports in one transaction; None when there is no switch.
+    pub fn snapshot(&mut self, switch: &str) -> Result<Option<Snapshot>, Error> {
+        let res = self
+            .transact(&[ops::select(
+                "Logical_Switch",
+                by_name(switch),
+                Some(&["_uuid", "ports"]),
+            )])
+            .map_err(err)?;
+        let rows = res[0]["rows"].as_array().cloned().unwrap_or_default();
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let switch_uuid = value::as_uuid(&row["_uuid"]).unwrap_or_default();
+        let ports_value = row["ports"].clone();
+        let uuids: Vec<String> = value::as_set(&ports_value)
+            .iter()
+            .filter_map(value::as_uuid)
+            .collect();
+        // Ports are read in a second transaction that also re-checks `ports`: if it changed in
+        // between, read again (a port set read without it could miss a new port's address).
+        let mut sel = vec![ops::wait_eq(
+            "Logical_Switch",
+            by_uuid(&switch_uuid),
+            &["ports"],
+            json!([{ "ports": ports_value }]),
+        )];
+        for u in &uuids {
+            sel.push(ops::select(
+                "Logical_Switch_Port",
+                by_uuid(u),
+                Some(PORT_COLUMNS),
+            ));
+        }
+        match self.transact(&sel) {
+            Ok(res) => {
+                let ports = res[1..]
+                    .iter()
+                    .filter_map(|r| r["rows"].as_array()?.first().map(Port::from_row))
+                    .collect();
+                Ok(Some(Snapshot {
+                    switch_uuid,
+                    ports_value,
+                    ports,
+                }))
+            }
+            Err(e) if e.is_wait_failed() => self.snapshot(switch),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The network's switch, created when missing: a `wait` that no switch of that name exists
+    /// makes concurrent creators fail except one; they then read the winner's.
+    pub fn ensure_switch(&mut self, conf: &OvnConf) -> Result<Snapshot, Error> {
+        let name = names::switch_name(conf);
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.snapshot(&name)? {
+                return Ok(s);
+            }
+            let mut ext = vec![
+                (names::EXT_NETWORK, conf.network.as_str()),
+                (names::EXT_TOPOLOGY, conf.topology.as_str()),
+                (names::EXT_ROLE, "secondary"),
+            ];
+            let nad = conf.nad.clone();
+            ext.push((names::EXT_NAD, nad.as_str()));
+            let mut other: Vec<(String, String)> = Vec::new();
+            for s in &conf.subnets {
+                if s.is_ipv4() {
+                    other.push(("subnet".into(), s.to_string()));
+                } else {
+                    other.push(("ipv6_prefix".into(), s.network().to_string()));
+                }
+            }
+            if !conf.exclude.is_empty() {
+                let ex: Vec<String> = conf
+                    .exclude
+                    .iter()
+                    .filter(|e| e.is_ipv4())
+                    .map(|e| e.to_string())
+                    .collect();
+                if !ex.is_empty() {
+                    other.push(("exclude_ips".into(), ex.join(" ")));
+                }
+            }
+            let other_ref: Vec<(&str, &str)> = other
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut row = json!({
+                "name": name,
+                "external_ids": value::str_map(&ext),
+                "other_config": value::str_map(&other_ref),
+            });
+            let mut txn = vec![ops::wait_eq(
+                "Logical_Switch",
+                by_name(&name),
+                &["name"],
+                json!([]),
+            )];
+            if conf.topology == Topology::Localnet {
+                txn.push(localnet_port_op(conf));
+                row["ports"] = value::set(vec![value::named_uuid("lnp")]);
+            }
+            txn.push(ops::insert("Logical_Switch", row, Some("ls")));
+            match self.transact(&txn) {
+                Ok(_) => {}
+                Err(e) if e.is_wait_failed() => {}
+                Err(e) => return Err(err(e)),
+            }
+            if start.elapsed() > CONTENTION_BUDGET {
+                break;
+            }
+        }
+        Err(Error::try_again_later(format!(
+            "could not create logical switch {name}"
+        )))
+    }
+
+    /// Inserts `port` into the switch if `ports` still is what `snap` read. Ok(false) when it
+    /// changed (re-read and retry).
+    pub fn insert_port(&mut self, snap: &Snapshot, row: Value) -> Result<bool, Error> {
+        let txn = [
+            ops::wait_eq(
+                "Logical_Switch",
+                by_uuid(&snap.switch_uuid),
+                &["ports"],
+                json!([{ "ports": snap.ports_value }]),
+            ),
+            ops::insert("Logical_Switch_Port", row, Some("lsp")),
+            ops::mutate(
+                "Logical_Switch",
+                by_uuid(&snap.switch_uuid),
+                json!([[
+                    "ports",
+                    "insert",
+                    value::set(vec![value::named_uuid("lsp")])
+                ]]),
+            ),
+        ];
+        match self.transact(&txn) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_wait_failed() => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Rewrites `options` and `external_ids` of a port, if they still are what was read
+    /// (`expect`); Ok(false) when someone changed them in between.
+    pub fn update_port(
+        &mut self,
+        expect: &Port,
+        options: &BTreeMap<String, String>,
+        external_ids: &BTreeMap<String, String>,
+    ) -> Result<bool, Error> {
+        let pairs = |m: &BTreeMap<String, String>| -> Value {
+            let v: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            value::str_map(&v)
+        };
+        let txn = [
+            ops::wait_eq(
+                "Logical_Switch_Port",
+                by_uuid(&expect.uuid),
+                &["options", "external_ids"],
+                json!([{ "options": pairs(&expect.options), "external_ids": pairs(&expect.external_ids) }]),
+            ),
+            ops::update(
+                "Logical_Switch_Port",
+                by_uuid(&expect.uuid),
+                json!({ "options": pairs(options), "external_ids": pairs(external_ids) }),
+            ),
+        ];
+        match self.transact(&txn) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_wait_failed() => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Removes a port from its switch (the row goes with it: ports are not root rows).
+    /// Already gone is fine.
+    pub fn delete_port(&mut self, switch_uuid: &str, port_uuid: &str) -> Result<(), Error> {
+        let txn = [ops::mutate(
+            "Logical_Switch",
+            by_uuid(switch_uuid),
+            json!([["ports", "delete", value::set(vec![value::uuid(port_uuid)])]]),
+        )];
+        self.transact(&txn).map(|_| ()).map_err(err)
+    }
+
+    /// The port named `name`, anywhere.
+    pub fn port_by_name(&mut self, name: &str) -> Result<Option<Port>, Error> {
+        let res = self
+            .transact(&[ops::select(
+                "Logical_Switch_Port",
+                by_name(name),
+                Some(PORT_COLUMNS),
+            )])
+            .map_err(err)?;
+        Ok(res[0]["rows"]
+            .as_array()
+            .and_then(|r| r.first())
+            .map(Port::from_row))
+    }
+}
+
+/// The localnet port of a localnet switch, inserted with the switch (named-uuid "lnp").
+fn localnet_port_op(conf: &OvnConf) -> Value {
+    let mut options = vec![("network_name", conf.physical_network.as_str())];
+    let tag;
+    if let Some(v) = conf.vlan {
+        tag = v.to_string();
+        options.push(("tag_request", tag.as_str()));
+    }
+    let ext = [
+        (names::EXT_NETWORK, conf.network.as_str()),
+        (names::EXT_TOPOLOGY, conf.topology.as_str()),
+    ];
+    ops::insert(
+        "Logical_Switch_Port",
+        json!({
+            "name": names::localnet_port_name(conf),
+            "type": "localnet",
+            "addresses": value::set(vec![json!("unknown")]),
+            "options": value::str_map(&options),
+            "external_ids": value::str_map(&ext),
+        }),
+        Some("lnp"),
+    )
+}
