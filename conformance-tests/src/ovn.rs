@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::netns::Netns;
 use crate::tempdir::TempDir;
@@ -609,4 +609,158 @@ impl Drop for OvnLab {
             kill_pidfile(&c.join(format!("{d}.pid")));
         }
     }
+}
+
+/// A "VM" of an OVN test: a namespace and the container ID its attachments use.
+#[derive(Debug)]
+pub struct Vm {
+    pub ns: Netns,
+    pub cid: String,
+}
+
+impl Vm {
+    /// A new VM namespace named after `tag`.
+    pub fn new(tag: &str) -> Vm {
+        let ns = Netns::new(tag);
+        let cid = format!("cid-{}", ns.name());
+        Vm { ns, cid }
+    }
+
+    /// Pings `to` until one reply arrives (the first packets over a new Geneve tunnel can be
+    /// lost while the tunnel neighbour cache fills) or 5 s pass.
+    pub fn reaches(&self, to: &str) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if self
+                .ns
+                .run(&["ping", "-c1", "-W1", "-q", to])
+                .status
+                .success()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Two pings 200 ms apart, one second of patience: for "does not reach" once a path is known
+    /// to work, and for "still reaches".
+    pub fn pings(&self, to: &str) -> bool {
+        self.ns
+            .run(&["ping", "-c2", "-i0.2", "-W1", "-q", to])
+            .status
+            .success()
+    }
+}
+
+/// CNI_ARGS of a Kubernetes pod, as Multus passes them.
+pub fn pod_args(ns: &str, name: &str) -> String {
+    format!("IgnoreUnknown=true;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID=uid-{name}")
+}
+
+/// The JSON of a successful call (Null for the empty output of DEL); panics on failure.
+pub fn ok_json(o: &crate::Outcome) -> Value {
+    assert!(o.ok(), "plugin failed: {}", o.stdout_text());
+    o.try_json().unwrap_or(Value::Null)
+}
+
+/// Every row of an NB table, as `ovn-nbctl --format=json list` prints it, keyed by column.
+pub fn nb_rows(lab: &OvnLab, table: &str) -> Vec<Value> {
+    let out = lab.nbctl(&["--format=json", "list", table]);
+    let v: Value = serde_json::from_str(&out).expect("ovn-nbctl JSON");
+    let headings: Vec<String> = v["headings"]
+        .as_array()
+        .expect("headings")
+        .iter()
+        .map(|h| h.as_str().unwrap_or_default().to_string())
+        .collect();
+    v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|row| {
+            let mut o = serde_json::Map::new();
+            for (h, cell) in headings.iter().zip(row.as_array().into_iter().flatten()) {
+                o.insert(h.clone(), cell.clone());
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
+
+/// An OVSDB map cell (`["map", [[k, v], ...]]`) as strings.
+pub fn ovsdb_map(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v[1].as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap_or_default().to_string(),
+                        p[1].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An OVSDB set-of-strings cell (a bare string is a one-element set).
+pub fn ovsdb_strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) if a.first() == Some(&json!("set")) => a[1]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The logical switch port called `name`, if any.
+pub fn lsp(lab: &OvnLab, name: &str) -> Option<Value> {
+    nb_rows(lab, "Logical_Switch_Port")
+        .into_iter()
+        .find(|p| p["name"] == name)
+}
+
+/// The first address of a result, without its prefix length.
+pub fn addr_of(result: &Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs the OVN executable `exe` of `plugins` on `node` for `vm`'s `ifname`, as a runtime would
+/// (the node's per-node file in the environment).
+#[allow(clippy::too_many_arguments)]
+pub fn call(
+    plugins: &crate::PluginDir,
+    exe: &str,
+    node: &OvnNode,
+    command: &str,
+    vm: &Vm,
+    ifname: &str,
+    args: &str,
+    conf: &Value,
+) -> crate::Outcome {
+    let vars = crate::CniVars {
+        command: command.into(),
+        container_id: vm.cid.clone(),
+        netns: vm.ns.path().display().to_string(),
+        ifname: ifname.into(),
+        args: args.into(),
+        path: plugins.path().display().to_string(),
+    };
+    let (k, v) = node.plugin_env();
+    crate::Invocation::new(plugins.path().join(exe))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(conf)
+        .run()
 }

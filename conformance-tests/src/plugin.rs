@@ -28,12 +28,18 @@ pub fn target_dir() -> PathBuf {
 pub const BUILD_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// One of multihome's own executables: `$MULTIHOME_BIN_DIR/<name>`, else
-/// `<target>/<triple>/release/<name>`. Panics if it is not there.
+/// `<target>/<triple>/release/<name>`. Panics if it is not there. `localnet` and
+/// `ovn-k8s-cni-overlay` are names of `ovn-overlay` (`make install` links them): link them under
+/// their own name (a [`PluginDir`]) to run them as such, since the name selects the topology.
 pub fn ours(name: &str) -> PathBuf {
     let dir = std::env::var_os("MULTIHOME_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join(BUILD_TARGET).join("release"));
-    let path = dir.join(name);
+    let file = match name {
+        "localnet" | "ovn-k8s-cni-overlay" => "ovn-overlay",
+        other => other,
+    };
+    let path = dir.join(file);
     assert!(
         path.is_file(),
         "multihome executable {} is missing: run `make build` first",
@@ -121,4 +127,20 @@ impl PluginDir {
     pub fn cni_path(&self) -> Vec<PathBuf> {
         vec![self.path().to_path_buf()]
     }
+}
+
+/// The JSON inside `config: '...'` of a NetworkAttachmentDefinition example under deploy/examples.
+pub fn nad_config(file: &str) -> serde_json::Value {
+    let path = workspace_root().join("deploy/examples").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = text
+        .find("config: '")
+        .unwrap_or_else(|| panic!("{file}: no config"))
+        + "config: '".len();
+    let end = start
+        + text[start..]
+            .find('\'')
+            .unwrap_or_else(|| panic!("{file}: unterminated config"));
+    serde_json::from_str(&text[start..end])
+        .unwrap_or_else(|e| panic!("{file}: config is not JSON: {e}"))
 }

@@ -734,23 +734,7 @@ fn an_interface_name_already_taken_in_the_container_is_refused_untouched() {
     assert!(a.addresses("net1").iter().all(|x| !x.starts_with("10.")));
 }
 
-/// The JSON inside `config: '...'` of a NetworkAttachmentDefinition example under deploy/.
-fn nad_config(file: &str) -> Value {
-    let path = conformance_tests::plugin::workspace_root()
-        .join("deploy/examples")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let start = text
-        .find("config: '")
-        .unwrap_or_else(|| panic!("{file}: no config"))
-        + "config: '".len();
-    let end = start
-        + text[start..]
-            .find('\'')
-            .unwrap_or_else(|| panic!("{file}: unterminated config"));
-    serde_json::from_str(&text[start..end])
-        .unwrap_or_else(|e| panic!("{file}: config is not JSON: {e}"))
-}
+use conformance_tests::plugin::nad_config;
 
 #[test]
 fn the_documentations_bridge_nads_are_valid_and_attach_as_written() {

@@ -5,8 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use conformance_tests::ovn::OvnNode;
-use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir};
+use conformance_tests::ovn::{
+    addr_of, lsp, nb_rows as nb_json, ok_json as ok, ovsdb_map, ovsdb_strings, pod_args, OvnNode,
+    Vm,
+};
+use conformance_tests::plugin::nad_config;
+use conformance_tests::{ours, CniVars, Invocation, Outcome, OvnLab, PluginDir};
 use serde_json::{json, Value};
 
 fn conf(extra: Value) -> Value {
@@ -25,19 +29,6 @@ fn conf(extra: Value) -> Value {
     c
 }
 
-struct Vm {
-    ns: Netns,
-    cid: String,
-}
-
-impl Vm {
-    fn new(tag: &str) -> Vm {
-        let ns = Netns::new(tag);
-        let cid = format!("cid-{}", ns.name());
-        Vm { ns, cid }
-    }
-}
-
 fn plugins() -> PluginDir {
     PluginDir::ours(&["ovn-overlay"]).with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"))
 }
@@ -51,47 +42,16 @@ fn call(
     args: &str,
     conf: &Value,
 ) -> Outcome {
-    let vars = CniVars {
-        command: command.into(),
-        container_id: vm.cid.clone(),
-        netns: vm.ns.path().display().to_string(),
-        ifname: ifname.into(),
-        args: args.into(),
-        path: plugins.path().display().to_string(),
-    };
-    let (k, v) = node.plugin_env();
-    Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
-        .in_node(&node.ns)
-        .vars(&vars)
-        .env(&k, &v)
-        .stdin_json(conf)
-        .run()
-}
-
-fn pod_args(ns: &str, name: &str) -> String {
-    format!("IgnoreUnknown=true;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID=uid-{name}")
-}
-
-fn ok(o: &Outcome) -> Value {
-    assert!(o.ok(), "plugin failed: {}", o.stdout_text());
-    o.try_json().unwrap_or(Value::Null)
-}
-
-/// Pings from `from` to `to` until one reply arrives (the first packets over a new Geneve
-/// tunnel can be lost while the tunnel neighbour cache fills) or 5 s pass.
-fn reaches(from: &Vm, to: &str) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if from
-            .ns
-            .run(&["ping", "-c1", "-W1", "-q", to])
-            .status
-            .success()
-        {
-            return true;
-        }
-    }
-    false
+    conformance_tests::ovn::call(
+        plugins,
+        "ovn-k8s-cni-overlay",
+        node,
+        command,
+        vm,
+        ifname,
+        args,
+        conf,
+    )
 }
 
 /// Sends `bytes` over TCP from `from` to a server in `to` listening on `addr`; returns what the
@@ -133,82 +93,6 @@ fn tcp_transfer(from: &Vm, to: &Vm, addr: &str, bytes: usize) -> usize {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("TCP server: {}", String::from_utf8_lossy(&got.stderr)))
-}
-
-/// One ping; for "does not reach" after the path is known to work.
-fn ping_once(from: &Vm, to: &str) -> bool {
-    from.ns
-        .run(&["ping", "-c2", "-i0.2", "-W1", "-q", to])
-        .status
-        .success()
-}
-
-fn nb_json(lab: &OvnLab, table: &str) -> Vec<Value> {
-    let out = lab.nbctl(&["--format=json", "list", table]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let headings: Vec<String> = v["headings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_str().unwrap().to_string())
-        .collect();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            let mut o = serde_json::Map::new();
-            for (h, cell) in headings.iter().zip(row.as_array().unwrap()) {
-                o.insert(h.clone(), cell.clone());
-            }
-            Value::Object(o)
-        })
-        .collect()
-}
-
-fn ovsdb_map(v: &Value) -> std::collections::BTreeMap<String, String> {
-    v[1].as_array()
-        .map(|pairs| {
-            pairs
-                .iter()
-                .map(|p| {
-                    (
-                        p[0].as_str().unwrap().to_string(),
-                        p[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn ovsdb_strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) if a.first() == Some(&json!("set")) => a[1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap().to_string())
-            .collect(),
-        _ => vec![],
-    }
-}
-
-fn lsp(lab: &OvnLab, name: &str) -> Option<Value> {
-    nb_json(lab, "Logical_Switch_Port")
-        .into_iter()
-        .find(|p| p["name"] == name)
-}
-
-fn addr_of(result: &Value) -> String {
-    result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 #[test]
@@ -298,7 +182,7 @@ fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
     // Traffic across nodes: ping, and TCP (which stalls when TX checksum offload is left on
     // with the userspace datapath).
     assert!(
-        reaches(&vm1, &addr_of(&r2)),
+        vm1.reaches(&addr_of(&r2)),
         "vm1 cannot reach vm2 over the overlay"
     );
     assert_eq!(
@@ -360,8 +244,8 @@ fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch()
     let ports = nb_json(&lab, "Logical_Switch_Port");
     assert_eq!(ports.len(), 30);
     // Everyone reaches someone on another node.
-    assert!(reaches(&vms[0], &addr_of(&results[1])));
-    assert!(reaches(&vms[2], &addr_of(&results[0])));
+    assert!(vms[0].reaches(&addr_of(&results[1])));
+    assert!(vms[2].reaches(&addr_of(&results[0])));
     for (i, vm) in vms.iter().enumerate() {
         ok(&call(
             &plugins,
@@ -474,7 +358,7 @@ fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
         ovsdb_map(&p["options"])["requested-chassis"],
         lab.nodes[1].chassis
     );
-    assert!(reaches(&filler, &addr_of(&second)));
+    assert!(filler.reaches(&addr_of(&second)));
     ok(&call(
         &plugins,
         &lab.nodes[1],
@@ -522,7 +406,7 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     ));
     let ip = addr_of(&s);
     let mac = s["interfaces"][1]["mac"].as_str().unwrap().to_string();
-    assert!(reaches(&client, &ip));
+    assert!(client.reaches(&ip));
     let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
 
     // Target pod on node 2: the port is bound to both nodes, activated on RARP.
@@ -620,7 +504,7 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     ok(&call(&plugins, &lab.nodes[0], "ADD", &a, "net1", "", &c));
     let rb = ok(&call(&plugins, &lab.nodes[1], "ADD", &b, "net1", "", &c));
     let target = addr_of(&rb);
-    assert!(reaches(&a, &target));
+    assert!(a.reaches(&target));
     // Forged IP: a second address on the interface, used as the source.
     a.ns.run_ok(&["ip", "addr", "add", "10.200.0.77/24", "dev", "net1"]);
     let forged_ip =
@@ -630,11 +514,11 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
         "a forged source IP got through"
     );
     a.ns.run_ok(&["ip", "addr", "del", "10.200.0.77/24", "dev", "net1"]);
-    assert!(ping_once(&a, &target), "the real address stopped working");
+    assert!(a.pings(&target), "the real address stopped working");
     // Forged MAC.
     a.ns.run_ok(&["ip", "link", "set", "net1", "address", "0a:58:0a:c8:00:99"]);
     a.ns.run(&["ip", "neigh", "flush", "all"]);
-    assert!(!ping_once(&a, &target), "a forged source MAC got through");
+    assert!(!a.pings(&target), "a forged source MAC got through");
     ok(&call(&plugins, &lab.nodes[0], "DEL", &a, "net1", "", &c));
     ok(&call(&plugins, &lab.nodes[1], "DEL", &b, "net1", "", &c));
 }
@@ -819,17 +703,6 @@ fn check_passes_after_add_and_fails_after_a_deliberate_breakage() {
     assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
 }
 
-/// The JSON inside `config: '...'` of a NetworkAttachmentDefinition example under deploy/.
-fn nad_config(file: &str) -> Value {
-    let path = conformance_tests::plugin::workspace_root()
-        .join("deploy/examples")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let start = text.find("config: '").expect("config") + "config: '".len();
-    let end = start + text[start..].find('\'').expect("end of config");
-    serde_json::from_str(&text[start..end]).unwrap()
-}
-
 #[test]
 fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_multus_shaped_runtime(
 ) {
@@ -883,7 +756,7 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
     a.ns.run_ok(&["ip", "addr", "add", "192.168.50.1/24", "dev", "net1"]);
     b.ns.run_ok(&["ip", "addr", "add", "192.168.50.2/24", "dev", "net1"]);
     assert!(
-        reaches(&a, "192.168.50.2"),
+        a.reaches("192.168.50.2"),
         "the L2 overlay does not carry traffic"
     );
     let del = libcni.del(&on_node(0), &rt_a);

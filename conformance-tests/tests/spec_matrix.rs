@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir, TempDir};
+use conformance_tests::{CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir, TempDir};
 use serde_json::{json, Value};
 
 /// Every CNI version, oldest first.
@@ -60,6 +60,16 @@ fn subjects() -> Vec<Subject> {
             },
             ipam: false,
         },
+        Subject {
+            name: "localnet",
+            // The fixture maps physical network "matrixnet" to the node's br-phy.
+            config: |scratch, v| {
+                json!({"cniVersion": v, "name": "matrix-ln", "type": "localnet",
+                "physicalNetworkName": "matrixnet", "vlanID": 42, "subnets": "10.81.0.0/24",
+                "nodeConfig": scratch.join("ovn-node.json")})
+            },
+            ipam: false,
+        },
     ]
 }
 
@@ -76,6 +86,12 @@ impl Fixture {
     fn new() -> Fixture {
         let names: Vec<&str> = subjects().iter().map(|s| s.name).collect();
         let lab = OvnLab::start("mx", 1);
+        lab.nodes[0].vsctl(&[
+            "set",
+            "open_vswitch",
+            ".",
+            "external_ids:ovn-bridge-mappings=matrixnet:br-phy",
+        ]);
         let scratch = TempDir::new("mx");
         std::fs::copy(lab.nodes[0].node_file(), scratch.join("ovn-node.json"))
             .expect("per-node file");
@@ -99,7 +115,7 @@ impl Fixture {
     }
 
     fn invoke(&self, s: &Subject, vars: &CniVars) -> Invocation {
-        Invocation::new(ours(s.name))
+        Invocation::new(self.plugins.plugin(s.name))
             .in_node(&self.lab.nodes[0].ns)
             .vars(vars)
     }

@@ -926,6 +926,19 @@ fn ovn_overlay(iterations: usize) -> String {
         "netAttachDefName": "bench/bench-ovn", "subnets": "10.60.0.0/16",
         "nodeConfig": node.node_file()});
     let stdin = conf.to_string().into_bytes();
+    // localnet on the same node: physical network "benchphys" mapped to br-phy, VLAN 10.
+    node.vsctl(&[
+        "set",
+        "open_vswitch",
+        ".",
+        "external_ids:ovn-bridge-mappings=benchphys:br-phy",
+    ]);
+    let ln_conf = json!({"cniVersion": "1.1.0", "name": "bench-ln", "type": "localnet",
+        "netAttachDefName": "bench/bench-ln", "subnets": "10.63.0.0/16", "vlanID": 10,
+        "physicalNetworkName": "benchphys", "nodeConfig": node.node_file()});
+    let ln_stdin = ln_conf.to_string().into_bytes();
+    let ln_dir = conformance_tests::PluginDir::empty().with_link("localnet", &ours("ovn-overlay"));
+    let ln_plugin = ln_dir.plugin("localnet");
     // The shell baseline's switch, so that both sides start from an existing switch.
     lab.nbctl(&["ls-add", "bench-shell"]);
     let plugin = ours("ovn-overlay");
@@ -965,10 +978,13 @@ fn ovn_overlay(iterations: usize) -> String {
         Samples::new("shell: ovn-nbctl + ip + ovs-vsctl, wait-until ovn-installed (IP given)");
     let mut del_ours = Samples::new("multihome `ovn-overlay` DEL");
     let mut del_shell = Samples::new("shell: ovs-vsctl del-port + ip link del + ovn-nbctl lsp-del");
+    let mut add_ln =
+        Samples::new("multihome `localnet` ADD (VLAN 10, same steps on a localnet switch)");
+    let mut del_ln = Samples::new("multihome `localnet` DEL");
     let rounds = (iterations / 4).clamp(20, 100);
     let node_path = node.ns.path().to_path_buf();
     let envs: Vec<Vec<(String, String)>> = (0..rounds + 3).map(shell_env).collect();
-    let (a1, a2, d1, d2) = in_netns(&node_path, move || {
+    let (a1, a2, d1, d2, a3, d3) = in_netns(&node_path, move || {
         for (i, shell_env) in envs.iter().enumerate() {
             let cid = format!("bench-{i}");
             let add = env_for(&vars, "ADD", &cid);
@@ -977,14 +993,18 @@ fn ovn_overlay(iterations: usize) -> String {
             let t_del = timed_call(&plugin, &del, &stdin);
             let t_shell = timed_call(&bash, shell_env, SHELL_ADD.as_bytes());
             let t_shell_del = timed_call(&bash, shell_env, SHELL_DEL.as_bytes());
+            let t_ln = timed_call(&ln_plugin, &add, &ln_stdin);
+            let t_ln_del = timed_call(&ln_plugin, &del, &ln_stdin);
             if i >= 3 {
+                add_ln.push(t_ln);
+                del_ln.push(t_ln_del);
                 add_ours.push(t_ours);
                 del_ours.push(t_del);
                 add_shell.push(t_shell);
                 del_shell.push(t_shell_del);
             }
         }
-        (add_ours, add_shell, del_ours, del_shell)
+        (add_ours, add_shell, del_ours, del_shell, add_ln, del_ln)
     });
     let outage = migration_outage(&lab);
     eprintln!(
@@ -995,7 +1015,7 @@ fn ovn_overlay(iterations: usize) -> String {
         d2.median()
     );
     format!(
-        "## ovn-overlay: ADD until installed, and DEL, against shell commands\n\n\
+        "## ovn-overlay and localnet: ADD until installed, and DEL, against shell commands\n\n\
          A real OVN lab (central NB/SB ovsdb-servers and ovn-northd; two nodes with their own\n\
          ovsdb-server, ovs-vswitchd on the userspace datapath and ovn-controller). Each round does one\n\
          ADD and one DEL with the plugin, then the same steps as a shell-based plugin would, with\n\
@@ -1003,13 +1023,14 @@ fn ovn_overlay(iterations: usize) -> String {
          alternating. ADD ends when ovn-controller has set `ovn-installed` on the port (the shell\n\
          waits with `ovs-vsctl wait-until`), so most of it is OVN's own propagation (NB, northd, SB,\n\
          ovn-controller, flows). The shell side is given its IP and MAC; the plugin allocates them\n\
-         in an NB transaction.\n\n{}\n{}\n\
+         in an NB transaction. `localnet` runs the same rounds on a localnet switch (VLAN 10, its\n\
+         physical network mapped to the node's br-phy).\n\n{}\n{}\n\
          **Live migration**: a VM with a persistent claim moves between nodes while another VM\n\
          pings it every 10 ms; the target binds the port on both nodes (OVN multi-chassis,\n\
          activation on the VM's RARP), the source stops, the target sends its RARP, the source's DEL\n\
          completes the move: {outage}.\n",
-        table(&[&a2, &a1]),
-        table(&[&d2, &d1])
+        table(&[&a2, &a1, &a3]),
+        table(&[&d2, &d1, &d3])
     )
 }
 

@@ -61,7 +61,7 @@ struct Add<'a> {
 }
 
 pub fn add(call: &Call, default_topology: Option<Topology>) -> Result<CniResult, Error> {
-    let conf = OvnConf::from_call(call, default_topology)?;
+    let mut conf = OvnConf::from_call(call, default_topology)?;
     let who = Who::from_call(call);
     let path = call
         .env
@@ -72,7 +72,7 @@ pub fn add(call: &Call, default_topology: Option<Topology>) -> Result<CniResult,
         .map_err(|e| Error::invalid_env(format!("CNI_NETNS={}: {e}", path.display())))?;
     let mut ovs = Ovs::connect(&conf)?;
     let info = ovs.info()?;
-    port::check_node(&conf, &info, &ovs.endpoint)?;
+    port::check_node(&mut conf, &info, &ovs.endpoint)?;
     let node = Netlink::connect().map_err(port::kernel)?;
     let cont = Netlink::connect_in(&ns).map_err(port::kernel)?;
     if cont

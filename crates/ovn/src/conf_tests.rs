@@ -168,3 +168,15 @@ fn mac_and_claim_come_from_the_runtime() {
     let e = OvnConf::from_call(&call_with(bad, ""), Some(Topology::Layer2)).unwrap_err();
     assert!(e.msg.starts_with("runtimeConfig.mac"), "{}", e.msg);
 }
+
+#[test]
+fn every_key_the_plugin_accepts_is_documented() {
+    let doc = include_str!("../../../docs/ovn-overlay.md");
+    let mut missing = cni::introspect::undocumented::<Raw>(doc);
+    missing.extend(cni::introspect::undocumented::<NodeFile>(doc));
+    assert!(missing.is_empty(), "docs/ovn-overlay.md does not document {missing:?}");
+    let localnet = include_str!("../../../docs/localnet.md");
+    for key in ["vlanID", "physicalNetworkName", "mtu"] {
+        assert!(localnet.contains(&format!("`{key}`")), "docs/localnet.md lacks {key}");
+    }
+}

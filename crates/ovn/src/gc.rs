@@ -82,11 +82,11 @@ pub fn gc(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> 
 }
 
 pub fn status(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {
-    let conf = OvnConf::from_call(call, default_topology)?;
+    let mut conf = OvnConf::from_call(call, default_topology)?;
     let unavailable = |e: Error| Error::not_available(e.msg);
     let mut ovs = Ovs::connect(&conf).map_err(unavailable)?;
     let info = ovs.info().map_err(unavailable)?;
-    port::check_node(&conf, &info, &ovs.endpoint).map_err(unavailable)?;
+    port::check_node(&mut conf, &info, &ovs.endpoint).map_err(unavailable)?;
     let mut nb = Nb::connect(&conf).map_err(unavailable)?;
     nb.client.echo().map_err(|e| {
         Error::not_available(format!(

@@ -41,6 +41,8 @@ pub struct Port {
     pub options: BTreeMap<String, String>,
     pub external_ids: BTreeMap<String, String>,
     pub port_type: String,
+    /// `tag_request` (localnet ports: the VLAN).
+    pub tag_request: Option<u16>,
 }
 
 impl Port {
@@ -53,6 +55,10 @@ impl Port {
             options: value::as_str_map(&row["options"]),
             external_ids: value::as_str_map(&row["external_ids"]),
             port_type: row["type"].as_str().unwrap_or_default().to_string(),
+            tag_request: value::as_set(&row["tag_request"])
+                .first()
+                .and_then(Value::as_u64)
+                .and_then(|t| u16::try_from(t).ok()),
         }
     }
 
@@ -104,6 +110,7 @@ const PORT_COLUMNS: &[&str] = &[
     "options",
     "external_ids",
     "type",
+    "tag_request",
 ];
 
 /// A consistent view of one network's switch.
@@ -112,6 +119,8 @@ pub struct Snapshot {
     pub switch_uuid: String,
     /// The switch's `ports` column as read (the `wait` compares against it).
     pub ports_value: Value,
+    /// The switch's `other_config` (subnet, ipv6_prefix, exclude_ips).
+    pub other_config: BTreeMap<String, String>,
     pub ports: Vec<Port>,
 }
 
@@ -168,7 +177,7 @@ impl Nb {
             .transact(&[ops::select(
                 "Logical_Switch",
                 by_name(switch),
-                Some(&["_uuid", "ports"]),
+                Some(&["_uuid", "ports", "other_config"]),
             )])
             .map_err(err)?;
         let rows = res[0]["rows"].as_array().cloned().unwrap_or_default();
@@ -177,6 +186,7 @@ impl Nb {
         };
         let switch_uuid = value::as_uuid(&row["_uuid"]).unwrap_or_default();
         let ports_value = row["ports"].clone();
+        let other_config = value::as_str_map(&row["other_config"]);
         let uuids: Vec<String> = value::as_set(&ports_value)
             .iter()
             .filter_map(value::as_uuid)
@@ -205,6 +215,7 @@ impl Nb {
                 Ok(Some(Snapshot {
                     switch_uuid,
                     ports_value,
+                    other_config,
                     ports,
                 }))
             }
@@ -220,6 +231,7 @@ impl Nb {
         let start = Instant::now();
         loop {
             if let Some(s) = self.snapshot(&name)? {
+                agrees(conf, &s)?;
                 return Ok(s);
             }
             let mut ext = vec![
@@ -369,27 +381,79 @@ impl Nb {
     }
 }
 
+/// The existing switch was made for the same network as `conf` describes: NADs that share a
+/// network name but disagree leave OVN-Kubernetes' pods stuck (#3428); here the ADD fails at once,
+/// naming both values.
+fn agrees(conf: &OvnConf, snap: &Snapshot) -> Result<(), Error> {
+    let disagree = |what: &str, theirs: &str, ours: &str| {
+        Error::invalid_config(format!(
+            "network {:?} already exists with {what} {theirs}, this configuration says {ours}:              configurations sharing a network name must agree",
+            conf.network
+        ))
+    };
+    let ours_v4 = conf
+        .subnets
+        .iter()
+        .find(|s| s.is_ipv4())
+        .map(ToString::to_string);
+    let theirs_v4 = snap.other_config.get("subnet").cloned();
+    if ours_v4 != theirs_v4 {
+        return Err(disagree(
+            "subnets (IPv4)",
+            theirs_v4.as_deref().unwrap_or("none"),
+            ours_v4.as_deref().unwrap_or("none"),
+        ));
+    }
+    let ours_v6 = conf
+        .subnets
+        .iter()
+        .find(|s| s.is_ipv6())
+        .map(|s| s.network().to_string());
+    let theirs_v6 = snap.other_config.get("ipv6_prefix").cloned();
+    if ours_v6 != theirs_v6 {
+        return Err(disagree(
+            "subnets (IPv6 prefix)",
+            theirs_v6.as_deref().unwrap_or("none"),
+            ours_v6.as_deref().unwrap_or("none"),
+        ));
+    }
+    if conf.topology == Topology::Localnet {
+        if let Some(lnp) = snap.port(&names::localnet_port_name(conf)) {
+            let net = lnp.options.get("network_name").cloned().unwrap_or_default();
+            if net != conf.physical_network {
+                return Err(disagree("physical network", &net, &conf.physical_network));
+            }
+            let tag = lnp.tag_request.map(|t| t.to_string());
+            let ours = conf.vlan.map(|v| v.to_string());
+            if tag != ours {
+                return Err(disagree(
+                    "vlanID",
+                    tag.as_deref().unwrap_or("none"),
+                    ours.as_deref().unwrap_or("none"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The localnet port of a localnet switch, inserted with the switch (named-uuid "lnp").
 fn localnet_port_op(conf: &OvnConf) -> Value {
-    let mut options = vec![("network_name", conf.physical_network.as_str())];
-    let tag;
-    if let Some(v) = conf.vlan {
-        tag = v.to_string();
-        options.push(("tag_request", tag.as_str()));
-    }
+    let options = [("network_name", conf.physical_network.as_str())];
     let ext = [
         (names::EXT_NETWORK, conf.network.as_str()),
         (names::EXT_TOPOLOGY, conf.topology.as_str()),
     ];
-    ops::insert(
-        "Logical_Switch_Port",
-        json!({
-            "name": names::localnet_port_name(conf),
-            "type": "localnet",
-            "addresses": value::set(vec![json!("unknown")]),
-            "options": value::str_map(&options),
-            "external_ids": value::str_map(&ext),
-        }),
-        Some("lnp"),
-    )
+    let mut row = json!({
+        "name": names::localnet_port_name(conf),
+        "type": "localnet",
+        "addresses": value::set(vec![json!("unknown")]),
+        "options": value::str_map(&options),
+        "external_ids": value::str_map(&ext),
+    });
+    // The VLAN is the `tag_request` column (ovn-nb(5)), as OVN-Kubernetes sets it.
+    if let Some(v) = conf.vlan {
+        row["tag_request"] = json!(v);
+    }
+    ops::insert("Logical_Switch_Port", row, Some("lnp"))
 }

@@ -35,7 +35,22 @@ pub fn nb_conn<'a>(slot: &'a mut Option<Nb>, conf: &OvnConf) -> Result<&'a mut N
 /// The node can take a port of this network: a chassis name, br-int, and for localnet the
 /// bridge mapping of the physical network (ovn-controller would only log its absence, and the
 /// VM would sit on a switch that reaches nothing: OVN-Kubernetes #1446, fail-fast in #5145).
-pub fn check_node(conf: &OvnConf, info: &NodeInfo, endpoint: &str) -> Result<(), Error> {
+///
+/// Which physical network a localnet NAD means: `physicalNetworkName` when written, else the
+/// network's `name` (OVN-Kubernetes), else, when only it is mapped on this node, the name part of
+/// `netAttachDefName`: the documentation's example (`"name": "ovn-localnet"`,
+/// `"netAttachDefName": "my-vm-namespace/br0-network"`, mapping `br0-network`) calls
+/// netAttachDefName the "reference to the localnet mapping name defined in the NNCP".
+pub fn check_node(conf: &mut OvnConf, info: &NodeInfo, endpoint: &str) -> Result<(), Error> {
+    if conf.topology == Topology::Localnet
+        && !conf.physical_network_explicit
+        && !info.mappings.contains_key(&conf.physical_network)
+    {
+        let nad_name = conf.nad.rsplit('/').next().unwrap_or_default().to_string();
+        if info.mappings.contains_key(&nad_name) {
+            conf.physical_network = nad_name;
+        }
+    }
     if info.chassis.is_empty() {
         return Err(Error::try_again_later(format!(
             "this node has no OVN chassis name: Open_vSwitch external_ids:system-id is not set in {endpoint}"

@@ -1,0 +1,363 @@
+//! `localnet` against a real OVN and a simulated physical network: every node has the
+//! documentation's `br0-ovs` (an OVS bridge on its `ens4`, mapped as `br0-network`), cabled to a
+//! top-of-rack switch (an OVS bridge: trunk ports to the nodes, access ports to hosts). On it:
+//! a router on VLAN 100 and another untagged, both in 192.168.100.0/24.
+
+use conformance_tests::ovn::{
+    addr_of, call, nb_rows, ok_json as ok, ovsdb_map, ovsdb_strings, NodeBridge, OvnNode, Vm,
+};
+use conformance_tests::plugin::nad_config;
+use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir};
+use serde_json::{json, Value};
+
+const ROUTER_100: &str = "192.168.100.1";
+const ROUTER_UNTAGGED: &str = "192.168.100.2";
+
+fn plugins() -> PluginDir {
+    PluginDir::ours(&["ovn-overlay"])
+        .with_link("localnet", &ours("ovn-overlay"))
+        .with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"))
+}
+
+fn documentation_bridge() -> NodeBridge {
+    NodeBridge {
+        bridge: "br0-ovs".into(),
+        port: "ens4".into(),
+        localnet: "br0-network".into(),
+    }
+}
+
+/// A lab with the routers: (lab, VLAN 100 router, untagged router).
+fn lab(tag: &str, nodes: usize) -> (OvnLab, Netns, Netns) {
+    let lab = OvnLab::start_with_tor(tag, nodes, documentation_bridge());
+    let r100 = lab.add_host(
+        &format!("{tag}-r100"),
+        Some(100),
+        &format!("{ROUTER_100}/24"),
+    );
+    let r0 = lab.add_host(&format!("{tag}-r0"), None, &format!("{ROUTER_UNTAGGED}/24"));
+    (lab, r100, r0)
+}
+
+fn localnet(name: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "type": "localnet",
+        "netAttachDefName": format!("vms/{name}"),
+        "physicalNetworkName": "br0-network",
+        "readyTimeout": 15
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn add(plugins: &PluginDir, node: &OvnNode, vm: &Vm, conf: &Value) -> Outcome {
+    call(plugins, "localnet", node, "ADD", vm, "net1", "", conf)
+}
+
+fn del(plugins: &PluginDir, node: &OvnNode, vm: &Vm, conf: &Value) -> Outcome {
+    call(plugins, "localnet", node, "DEL", vm, "net1", "", conf)
+}
+
+/// The MACs the top-of-rack switch learned, as (ToR port number, VLAN, MAC).
+fn fdb(lab: &OvnLab) -> Vec<(String, String, String)> {
+    lab.tor
+        .as_ref()
+        .expect("tor")
+        .fdb()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_vlan_100_vm_reaches_the_vlan_100_router_only_and_an_untagged_vm_the_untagged_one_only() {
+    let (lab, _r100, _r0) = lab("ln-vlan", 2);
+    let plugins = plugins();
+    let tagged = localnet(
+        "vlan100-net",
+        json!({"vlanID": 100, "subnets": "192.168.100.0/24", "excludeSubnets": "192.168.100.0/28"}),
+    );
+    let untagged = localnet(
+        "native-net",
+        json!({"subnets": "192.168.100.0/24", "excludeSubnets": "192.168.100.0/25"}),
+    );
+    let (a, b) = (Vm::new("ln-a"), Vm::new("ln-b"));
+    let ra = ok(&add(&plugins, &lab.nodes[0], &a, &tagged));
+    let rb = ok(&add(&plugins, &lab.nodes[1], &b, &untagged));
+    assert_eq!(ra["ips"][0]["address"], "192.168.100.16/24");
+    assert_eq!(rb["ips"][0]["address"], "192.168.100.128/24");
+    assert_eq!(
+        a.ns.run_ok(&["cat", "/sys/class/net/net1/mtu"]).trim(),
+        "1500"
+    );
+
+    assert!(
+        a.reaches(ROUTER_100),
+        "VLAN 100 VM cannot reach the VLAN 100 router"
+    );
+    assert!(
+        !a.pings(ROUTER_UNTAGGED),
+        "VLAN 100 VM reached the untagged router"
+    );
+    assert!(
+        b.reaches(ROUTER_UNTAGGED),
+        "untagged VM cannot reach the untagged router"
+    );
+    assert!(
+        !b.pings(ROUTER_100),
+        "untagged VM reached the VLAN 100 router"
+    );
+    // The tagged VM's frames crossed the ToR in VLAN 100, the untagged one's in VLAN 0.
+    let mac_a = ra["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    let mac_b = rb["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    let learned = fdb(&lab);
+    assert!(
+        learned.iter().any(|(_, v, m)| v == "100" && *m == mac_a),
+        "{learned:?}"
+    );
+    assert!(
+        learned.iter().any(|(_, v, m)| v == "0" && *m == mac_b),
+        "{learned:?}"
+    );
+
+    // NB: the localnet switch and its localnet port with OVN-Kubernetes' names.
+    let switches = nb_rows(&lab, "Logical_Switch");
+    let ls = switches
+        .iter()
+        .find(|s| s["name"] == "vlan100.net_ovn_localnet_switch")
+        .expect("localnet switch");
+    assert_eq!(
+        ovsdb_map(&ls["external_ids"])["k8s.ovn.org/topology"],
+        "localnet"
+    );
+    let ports = nb_rows(&lab, "Logical_Switch_Port");
+    let lnp = ports
+        .iter()
+        .find(|p| p["name"] == "vlan100.net_ovn_localnet_port")
+        .expect("localnet port");
+    assert_eq!(lnp["type"], "localnet");
+    assert_eq!(ovsdb_strings(&lnp["addresses"]), vec!["unknown"]);
+    assert_eq!(ovsdb_map(&lnp["options"])["network_name"], "br0-network");
+    assert_eq!(lnp["tag_request"], 100);
+
+    ok(&del(&plugins, &lab.nodes[0], &a, &tagged));
+    ok(&del(&plugins, &lab.nodes[1], &b, &untagged));
+}
+
+#[test]
+fn two_vms_on_different_nodes_talk_over_the_physical_network_not_geneve() {
+    let (lab, _r100, _r0) = lab("ln-phys", 2);
+    let plugins = plugins();
+    let c = localnet(
+        "vlan100-net",
+        json!({"vlanID": 100, "subnets": "192.168.100.0/24", "excludeSubnets": "192.168.100.0/28"}),
+    );
+    let (a, b) = (Vm::new("lp-a"), Vm::new("lp-b"));
+    let ra = ok(&add(&plugins, &lab.nodes[0], &a, &c));
+    let rb = ok(&add(&plugins, &lab.nodes[1], &b, &c));
+    // Geneve is cut: the underlay's switch port of node 1 goes down. Localnet traffic does not
+    // care; it crosses the ToR in VLAN 100 (both MACs learned there, on the nodes' trunk ports).
+    lab.phy.run_ok(&["ip", "link", "set", "n1", "down"]);
+    assert!(
+        a.reaches(&addr_of(&rb)),
+        "VMs on two nodes do not talk over the physical network"
+    );
+    let tor = lab.tor.as_ref().unwrap();
+    let (t0, t1) = (tor.ofport("t0"), tor.ofport("t1"));
+    let learned = fdb(&lab);
+    let mac = |r: &Value| r["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    assert!(
+        learned.contains(&(t0, "100".into(), mac(&ra))),
+        "{learned:?}"
+    );
+    assert!(
+        learned.contains(&(t1, "100".into(), mac(&rb))),
+        "{learned:?}"
+    );
+    ok(&del(&plugins, &lab.nodes[0], &a, &c));
+    ok(&del(&plugins, &lab.nodes[1], &b, &c));
+}
+
+#[test]
+fn a_missing_bridge_mapping_is_a_clear_error_that_creates_nothing() {
+    let (lab, _r100, _r0) = lab("ln-nomap", 1);
+    let plugins = plugins();
+    let node = &lab.nodes[0];
+    let vm = Vm::new("lm");
+    let c = localnet(
+        "elsewhere",
+        json!({"physicalNetworkName": "physnet-x", "vlanID": 7}),
+    );
+    let out = add(&plugins, node, &vm, &c);
+    assert_eq!(out.error_code(), Some(7), "{out}");
+    let msg = out.stdout_text();
+    assert!(
+        msg.contains("physnet-x") && msg.contains("ovn-bridge-mappings"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("br0-network:br0-ovs"),
+        "the message lists what is mapped: {msg}"
+    );
+    assert!(
+        nb_rows(&lab, "Logical_Switch").is_empty(),
+        "a switch was created"
+    );
+    assert!(
+        nb_rows(&lab, "Logical_Switch_Port").is_empty(),
+        "a port was created"
+    );
+    assert!(!vm.ns.has_link("net1"));
+    assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
+    // STATUS says the same, as code 50.
+    let vars = CniVars {
+        command: "STATUS".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let (k, v) = node.plugin_env();
+    let st = Invocation::new(plugins.path().join("localnet"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&localnet(
+            "elsewhere",
+            json!({"cniVersion": "1.1.0", "physicalNetworkName": "physnet-x"}),
+        ))
+        .run();
+    assert_eq!(st.error_code(), Some(50), "{st}");
+    assert!(st.stdout_text().contains("physnet-x"), "{st}");
+    // A second NAD on the same network name that disagrees on the VLAN is refused by name.
+    let first = localnet("shared", json!({"vlanID": 100}));
+    let vm2 = Vm::new("lm2");
+    ok(&add(&plugins, node, &vm2, &first));
+    let second = localnet("shared", json!({"vlanID": 200}));
+    let clash = add(&plugins, node, &vm, &second);
+    assert_eq!(clash.error_code(), Some(7), "{clash}");
+    assert!(clash.stdout_text().contains("vlanID 100"), "{clash}");
+    ok(&del(&plugins, node, &vm2, &first));
+}
+
+/// The NNCP's bridge, port and mapping, read from the example as written.
+fn nncp_bridge(file: &str) -> NodeBridge {
+    let path = conformance_tests::plugin::workspace_root()
+        .join("deploy/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let field = |key: &str, after: &str| -> String {
+        let start = text
+            .find(after)
+            .unwrap_or_else(|| panic!("{file}: no {after}"));
+        let rest = &text[start..];
+        let line = rest
+            .lines()
+            .find(|l| l.trim_start().trim_start_matches("- ").starts_with(key))
+            .unwrap_or_else(|| panic!("{file}: no {key} after {after}"));
+        line.split_once(':').unwrap().1.trim().to_string()
+    };
+    NodeBridge {
+        bridge: field("name:", "interfaces:"),
+        port: field("name:", "port:"),
+        localnet: field("localnet:", "bridge-mappings:"),
+    }
+}
+
+#[test]
+fn the_documentations_nncp_and_localnet_nad_work_as_written() {
+    let bridge = nncp_bridge("nncp-br0-ovs.yaml");
+    assert_eq!(
+        (
+            bridge.bridge.as_str(),
+            bridge.port.as_str(),
+            bridge.localnet.as_str()
+        ),
+        ("br0-ovs", "ens4", "br0-network")
+    );
+    let lab = OvnLab::start_with_tor("ln-doc", 2, bridge);
+    let _r0 = lab.add_host("ln-doc-r0", None, &format!("{ROUTER_UNTAGGED}/24"));
+    let plugins = plugins();
+    let nad = nad_config("nad-ovn-localnet.yaml");
+    assert_eq!(nad["type"], "ovn-k8s-cni-overlay");
+    assert_eq!(nad["topology"], "localnet");
+    let (a, b) = (Vm::new("ld-a"), Vm::new("ld-b"));
+    // As written: "name" is ovn-localnet, the mapping is br0-network, which the documentation
+    // says netAttachDefName ("my-vm-namespace/br0-network") refers to.
+    let ra = ok(&call(
+        &plugins,
+        "ovn-k8s-cni-overlay",
+        &lab.nodes[0],
+        "ADD",
+        &a,
+        "net1",
+        "",
+        &nad,
+    ));
+    ok(&call(
+        &plugins,
+        "ovn-k8s-cni-overlay",
+        &lab.nodes[1],
+        "ADD",
+        &b,
+        "net1",
+        "",
+        &nad,
+    ));
+    assert!(
+        ra["ips"].as_array().is_none_or(|i| i.is_empty()),
+        "no subnets: {ra}"
+    );
+    let lnp = nb_rows(&lab, "Logical_Switch_Port")
+        .into_iter()
+        .find(|p| p["name"] == "ovn.localnet_ovn_localnet_port")
+        .expect("localnet port");
+    assert_eq!(ovsdb_map(&lnp["options"])["network_name"], "br0-network");
+    // The VMs bring their own addresses (the documentation's VMs use DHCP or static guest config).
+    a.ns.run_ok(&["ip", "addr", "add", "192.168.100.51/24", "dev", "net1"]);
+    b.ns.run_ok(&["ip", "addr", "add", "192.168.100.52/24", "dev", "net1"]);
+    assert!(
+        a.reaches(ROUTER_UNTAGGED),
+        "the documentation's localnet VM cannot reach the wire"
+    );
+    assert!(
+        a.reaches("192.168.100.52"),
+        "VMs on the documentation's localnet do not talk"
+    );
+    let mut with_prev = nad.clone();
+    with_prev["prevResult"] = ra.clone();
+    with_prev["cniVersion"] = json!("1.0.0");
+    ok(&call(
+        &plugins,
+        "ovn-k8s-cni-overlay",
+        &lab.nodes[0],
+        "CHECK",
+        &a,
+        "net1",
+        "",
+        &with_prev,
+    ));
+    for (i, vm) in [(0, &a), (1, &b)] {
+        ok(&call(
+            &plugins,
+            "ovn-k8s-cni-overlay",
+            &lab.nodes[i],
+            "DEL",
+            vm,
+            "net1",
+            "",
+            &nad,
+        ));
+    }
+    let left: Vec<Value> = nb_rows(&lab, "Logical_Switch_Port")
+        .into_iter()
+        .filter(|p| p["type"] != "localnet")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
