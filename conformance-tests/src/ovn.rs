@@ -495,6 +495,36 @@ impl OvnLab {
         host
     }
 
+    /// Cables one more NIC `ifname` of node `node` to a trunk port of the ToR (for a Linux bridge
+    /// of the node on the same physical network).
+    pub fn cable(&self, node: usize, ifname: &str) {
+        let tor = self
+            .tor
+            .as_ref()
+            .expect("a lab started with start_with_tor");
+        let n = &self.nodes[node];
+        let tor_port = format!("x{node}{ifname}");
+        run(&mut in_ns(
+            &tor.ns,
+            &[
+                "ip",
+                "link",
+                "add",
+                "name",
+                &tor_port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ifname,
+                "netns",
+                n.ns.name(),
+            ],
+        ));
+        run(&mut in_ns(&tor.ns, &["ip", "link", "set", &tor_port, "up"]));
+        tor.vsctl(&["add-port", "br-tor", &tor_port]);
+    }
+
     /// `ovn-nbctl` against the lab's NB.
     pub fn nbctl(&self, args: &[&str]) -> String {
         run(Command::new("ovn-nbctl")
