@@ -12,7 +12,7 @@ BINS         := bridge static whereabouts ovn-overlay
 OVN_NAMES    := localnet ovn-k8s-cni-overlay
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 python3 nftables protobuf-compiler iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
+DEB_PKGS     := iproute2 python3 nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
                 openvswitch-switch ovn-central ovn-host
 

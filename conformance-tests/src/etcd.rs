@@ -1,10 +1,11 @@
 //! etcd members started by the tests that need them: 1 or 3 members on the loopback of a
 //! namespace the test created (never the machine's own), each member its own process with its
 //! own data directory, stoppable and restartable to simulate failures. Everything is stopped and
-//! removed on drop.
+//! removed on drop. [`EtcdCluster::start_tls`] serves clients over TLS only and requires client
+//! certificates, with certificates [`TestPki`] makes with the `openssl` command.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,7 +30,157 @@ pub struct EtcdCluster {
     netns: String,
     members: Vec<Member>,
     initial_cluster: String,
+    /// Server and client certificates when clients must speak TLS.
+    tls: Option<TlsFiles>,
     _dir: TempDir,
+}
+
+/// What a TLS cluster is started with, and what its own etcdctl presents.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+/// A throwaway PKI made with the `openssl` command in a temporary directory: a CA, a server
+/// certificate for `IP:127.0.0.1` signed by it, a client certificate signed by it, and a second
+/// CA that signed nothing etcd knows (to prove a wrong CA is refused). EC P-256 keys, valid for
+/// a day.
+#[derive(Debug)]
+pub struct TestPki {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// etcd's certificate (`--cert-file`): SAN `IP:127.0.0.1`, server and client auth (etcd's
+    /// JSON gateway dials the member's own gRPC port with it).
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// A client certificate (CN `multihome-client`), client auth.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+    /// A client certificate without a CommonName (subject `O=multihome`): what etcd's JSON
+    /// gateway accepts once authentication is on.
+    pub client_nocn_cert: PathBuf,
+    /// Its key.
+    pub client_nocn_key: PathBuf,
+    /// Another CA, unrelated to every certificate above.
+    pub other_ca: PathBuf,
+    dir: TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (make deps installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestPki {
+    /// Makes the CA, the certificates and their keys.
+    pub fn generate() -> TestPki {
+        let dir = TempDir::new("pki");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let (key, pem, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.pem"),
+                format!("/CN=multihome test {ca}"),
+            );
+            let mut args = vec![
+                "req", "-x509", "-days", "1", "-subj", &subj, "-keyout", &key, "-out", &pem,
+            ];
+            args.extend(ec);
+            args.extend([
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            openssl(d, &args);
+        }
+        for (name, subj, usage) in [
+            ("server", "/CN=etcd-test-server", "serverAuth,clientAuth"),
+            ("client", "/CN=multihome-client", "clientAuth"),
+            ("client-nocn", "/O=multihome", "clientAuth"),
+        ] {
+            let (key, csr, pem, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let san = if name == "server" {
+                "subjectAltName=IP:127.0.0.1\n"
+            } else {
+                ""
+            };
+            std::fs::write(
+                d.join(&ext),
+                format!(
+                    "{san}basicConstraints=critical,CA:FALSE\n\
+                     keyUsage=critical,digitalSignature,keyEncipherment\n\
+                     extendedKeyUsage={usage}\n"
+                ),
+            )
+            .expect("write the extensions file");
+            let mut args = vec!["req", "-subj", subj, "-keyout", &key, "-out", &csr];
+            args.extend(ec);
+            openssl(d, &args);
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &ext,
+                    "-out",
+                    &pem,
+                ],
+            );
+        }
+        TestPki {
+            ca: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server.key"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
+            client_nocn_cert: d.join("client-nocn.pem"),
+            client_nocn_key: d.join("client-nocn.key"),
+            other_ca: d.join("other-ca.pem"),
+            dir,
+        }
+    }
+
+    /// The directory holding everything.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// A free TCP port number (asked of the kernel, released at once; etcd binds it inside the
@@ -44,6 +195,27 @@ fn free_port() -> u16 {
 impl EtcdCluster {
     /// Starts `n` members inside `netns` and waits until the cluster answers.
     pub fn start(n: usize, netns: &Netns) -> EtcdCluster {
+        EtcdCluster::start_with(n, netns, None)
+    }
+
+    /// Starts `n` members whose client URLs are `https://` only and require a client
+    /// certificate signed by `pki.ca` (`--client-cert-auth`); peers talk plain HTTP among
+    /// themselves. [`EtcdCluster::etcdctl`] presents `pki`'s client certificate.
+    pub fn start_tls(n: usize, netns: &Netns, pki: &TestPki) -> EtcdCluster {
+        EtcdCluster::start_with(
+            n,
+            netns,
+            Some(TlsFiles {
+                ca: pki.ca.clone(),
+                server_cert: pki.server_cert.clone(),
+                server_key: pki.server_key.clone(),
+                client_cert: pki.client_cert.clone(),
+                client_key: pki.client_key.clone(),
+            }),
+        )
+    }
+
+    fn start_with(n: usize, netns: &Netns, tls: Option<TlsFiles>) -> EtcdCluster {
         let dir = TempDir::new("etcd");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -63,6 +235,7 @@ impl EtcdCluster {
             netns: netns.name().to_string(),
             members,
             initial_cluster,
+            tls,
             _dir: dir,
         };
         for i in 0..n {
@@ -72,9 +245,17 @@ impl EtcdCluster {
         cluster
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     fn spawn(&self, i: usize) {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = self.endpoint(i);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(m.data_dir.with_extension("log")).expect("etcd log file");
         let child = Command::new("ip")
@@ -95,6 +276,17 @@ impl EtcdCluster {
                 &peer,
             ])
             .args(["--initial-cluster", &self.initial_cluster])
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--cert-file".as_ref(),
+                    t.server_cert.as_os_str(),
+                    "--key-file".as_ref(),
+                    t.server_key.as_os_str(),
+                    "--trusted-ca-file".as_ref(),
+                    t.ca.as_os_str(),
+                    "--client-cert-auth".as_ref(),
+                ]
+            }))
             .args([
                 "--initial-cluster-token",
                 &self.netns,
@@ -125,17 +317,19 @@ impl EtcdCluster {
             .collect()
     }
 
-    /// Client URLs of every member (`http://127.0.0.1:port`), reachable inside the namespace.
+    /// Client URLs of every member (`http://127.0.0.1:port`, `https://` for a TLS cluster),
+    /// reachable inside the namespace.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
-            .collect()
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
     }
 
     /// Client URL of member `i`.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
     }
 
     /// Kills member `i` (as a crash would) and waits for the process to be gone.
@@ -164,7 +358,8 @@ impl EtcdCluster {
         self.wait_healthy(&[i]);
     }
 
-    /// `etcdctl` inside the namespace against `endpoints`.
+    /// `etcdctl` inside the namespace against `endpoints` (with the CA and the client
+    /// certificate of a TLS cluster).
     pub fn etcdctl(&self, endpoints: &[String], args: &[&str]) -> std::process::Output {
         Command::new("ip")
             .args([
@@ -175,6 +370,16 @@ impl EtcdCluster {
                 "--endpoints",
                 &endpoints.join(","),
             ])
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--cacert".as_ref(),
+                    t.ca.as_os_str(),
+                    "--cert".as_ref(),
+                    t.client_cert.as_os_str(),
+                    "--key".as_ref(),
+                    t.client_key.as_os_str(),
+                ]
+            }))
             .args(args)
             .env("ETCDCTL_API", "3")
             .output()

@@ -16,19 +16,22 @@
 //! Addresses are written as fixed-width hex so that keys sort as addresses do: the lowest free
 //! address is found by reading a page of keys from the hint on, never the whole pool.
 //!
-//! Requests go to any member (the client balances over the endpoints) and require a leader, so
-//! without quorum they fail at once, as "try again later" (code 11), instead of hanging.
+//! Requests go to one member per process (picked at random, the next one after a transient
+//! failure) through etcd's JSON gateway ([`crate::etcd_http`]) and require a leader: without
+//! quorum they fail as "try again later" (code 11) within the request timeout, at once when the
+//! member knows it has no leader, at the latest when the timeout runs out.
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
-    TlsOptions, Txn, TxnOp, TxnOpResponse,
-};
 use serde::{Deserialize, Serialize};
+
+use crate::etcd_http::{self, Gateway};
+use crate::etcd_json::{
+    Compare, KeyValue, RangeRequest, RangeResponse, Txn, TxnOp, TxnResponse, RANGE, TXN,
+};
 
 use crate::range::{from_u128, to_u128, IpRange};
 use crate::store::{Owner, PoolId, Reservation, Store, StoreError};
@@ -39,19 +42,20 @@ const PAGE: i64 = 256;
 /// Reservations per import transaction (each is two or three puts; etcd's default limit is 128
 /// operations per transaction).
 const IMPORT_BATCH: usize = 40;
-/// After a lost claim, how many of the next free addresses a retry picks from at random.
+/// After a lost race, how many of the next free addresses a retry picks from at random.
 const SPREAD: usize = 32;
-/// Claims lost to concurrent ADDs before giving up with "try again later".
+/// Keys a failed claim reads back (in its failure branch) for the next try.
+const LOST_PAGE: i64 = 64;
+/// Tries to lower a hint that concurrent calls keep moving.
+const LOWER_HINT_TRIES: usize = 16;
+/// Claims lost (to concurrent ADDs, or to a stale hint or page) before giving up with "try
+/// again later".
 const MAX_CLAIM_ATTEMPTS: usize = 200;
 
 /// The etcd store.
 pub struct EtcdStore {
-    rt: tokio::runtime::Runtime,
-    client: std::cell::RefCell<Client>,
-    /// Which of `endpoints` the client talks to.
-    current: std::cell::Cell<usize>,
-    endpoints: Vec<String>,
-    options: ConnectOptions,
+    /// The connection to the member asked now.
+    gateway: std::cell::RefCell<Gateway>,
     prefix: String,
     request_timeout: Duration,
 }
@@ -115,23 +119,23 @@ fn parse_ip_token(t: &str) -> Option<IpAddr> {
     }
 }
 
-fn map_err(what: &str, e: etcd_client::Error) -> StoreError {
+fn map_err(what: &str, e: etcd_http::Error) -> StoreError {
     let msg = format!("etcd {what}: {e}");
     match &e {
-        etcd_client::Error::GRpcStatus(s) => match s.code() {
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Aborted
-            | tonic::Code::Cancelled => StoreError::Transient(msg),
+        // Not reached, broken, or no answer in time: another member (or a later try) may answer.
+        etcd_http::Error::Unreachable(_) => StoreError::Transient(msg),
+        // gRPC codes: cancelled, deadline exceeded, aborted, unavailable ("no leader", "request
+        // timed out", "leader changed").
+        etcd_http::Error::Etcd { code, message, .. } => match code {
+            1 | 4 | 10 | 14 => StoreError::Transient(msg),
             // A member that died under an in-flight request: its connection broke ("transport
             // error"); another member answers the retry.
-            tonic::Code::Unknown if s.message().contains("transport") => StoreError::Transient(msg),
+            2 if message.contains("transport") => StoreError::Transient(msg),
             _ => StoreError::Unavailable(msg),
         },
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
-            StoreError::Transient(msg)
-        }
-        _ => StoreError::Unavailable(msg),
+        // A certificate not trusted, a refused client certificate, an answer that is not etcd's:
+        // trying again does not help.
+        etcd_http::Error::Tls(_) | etcd_http::Error::Unexpected(_) => StoreError::Unavailable(msg),
     }
 }
 
@@ -142,103 +146,32 @@ fn corrupt(key: &[u8], why: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn read_tls(conf: &EtcdConf) -> Result<Option<TlsOptions>, StoreError> {
-    if conf.ca_file.is_none()
-        && conf.cert_file.is_none()
-        && !conf.endpoints.iter().any(|e| e.starts_with("https://"))
-    {
-        return Ok(None);
-    }
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).map_err(|e| {
-            StoreError::Unavailable(format!("cannot read {what} {}: {e}", p.display()))
-        })
-    };
-    let mut tls = TlsOptions::new();
-    if let Some(ca) = &conf.ca_file {
-        tls = tls.ca_certificate(Certificate::from_pem(read(ca, "ipam.etcd_ca_cert_file")?));
-    }
-    if let (Some(cert), Some(key)) = (&conf.cert_file, &conf.key_file) {
-        tls = tls.identity(Identity::from_pem(
-            read(cert, "ipam.etcd_cert_file")?,
-            read(key, "ipam.etcd_key_file")?,
-        ));
-    }
-    Ok(Some(tls))
-}
-
 impl EtcdStore {
-    /// Connects to the cluster `conf` names (nothing is read or written yet).
+    /// A store on the cluster `conf` names. Nothing is sent yet: the first request connects
+    /// (and authenticates); only unusable endpoints or TLS files fail here.
     pub fn connect(conf: &EtcdConf) -> Result<EtcdStore, StoreError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot start the etcd client runtime: {e}"))
-            })?;
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_millis(conf.dial_timeout_ms))
-            .with_timeout(Duration::from_millis(conf.request_timeout_ms))
-            .with_require_leader(true);
-        if let (Some(u), Some(p)) = (&conf.username, &conf.password) {
-            opts = opts.with_user(u.clone(), p.clone());
-        }
-        if let Some(tls) = read_tls(conf)? {
-            opts = opts.with_tls(tls);
-        }
         // One member per process, picked at random (so that the nodes of a cluster spread over
-        // the members), the others in turn when it fails: a channel to every member would cost
-        // each member a connection per plugin call.
+        // the members), the others in turn when it fails: a connection to every member would
+        // cost each member a connection per plugin call.
         let n = conf.endpoints.len().max(1);
         let first = (std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish()
             % n as u64) as usize;
-        let mut last_err = None;
-        for k in 0..n {
-            let i = (first + k) % n;
-            match rt.block_on(Client::connect(
-                [conf.endpoints[i].clone()],
-                Some(opts.clone()),
-            )) {
-                Ok(client) => {
-                    return Ok(EtcdStore {
-                        rt,
-                        client: std::cell::RefCell::new(client),
-                        current: std::cell::Cell::new(i),
-                        endpoints: conf.endpoints.clone(),
-                        options: opts,
-                        prefix: conf.prefix.clone(),
-                        request_timeout: Duration::from_millis(conf.request_timeout_ms),
-                    })
-                }
-                Err(e) => last_err = Some(map_err(&format!("connect to {}", conf.endpoints[i]), e)),
-            }
-        }
-        Err(match last_err {
-            Some(StoreError::Transient(m)) | Some(StoreError::Unavailable(m)) => {
-                StoreError::Unavailable(m)
-            }
-            Some(other) => other,
-            None => StoreError::Unavailable("no etcd endpoint configured".into()),
-        })
+        let gateway = Gateway::new(conf, first).map_err(StoreError::Unavailable)?;
+        Ok(EtcdStore::with_gateway(
+            gateway,
+            &conf.prefix,
+            Duration::from_millis(conf.request_timeout_ms),
+        ))
     }
 
-    /// Moves to the next member after a transient failure (a dead member, a broken connection).
-    fn switch_member(&self) {
-        let n = self.endpoints.len();
-        if n < 2 {
-            return;
-        }
-        let next = (self.current.get() + 1) % n;
-        let connected = self.rt.block_on(Client::connect(
-            [self.endpoints[next].clone()],
-            Some(self.options.clone()),
-        ));
-        // Moving on even when the connect fails: the next failure moves on again.
-        self.current.set(next);
-        if let Ok(c) = connected {
-            *self.client.borrow_mut() = c;
+    /// A store over a gateway built elsewhere (tests: a fake etcd on a socket pair).
+    pub fn with_gateway(gateway: Gateway, prefix: &str, request_timeout: Duration) -> EtcdStore {
+        EtcdStore {
+            gateway: std::cell::RefCell::new(gateway),
+            prefix: prefix.to_string(),
+            request_timeout,
         }
     }
 
@@ -264,58 +197,49 @@ impl EtcdStore {
     }
 
     /// Runs `op` again while it fails transiently (a leader election takes about a second),
-    /// until the request timeout: then "try again later".
+    /// on the next member each time, until the request timeout: then "try again later". No
+    /// attempt outlives the timeout: each one's socket timeouts are what is left of it.
     fn retrying<T>(
         &self,
         what: &str,
-        mut op: impl FnMut(Client) -> Result<T, etcd_client::Error>,
+        mut op: impl FnMut(&mut Gateway, Instant) -> Result<T, etcd_http::Error>,
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.request_timeout;
         let mut pause = Duration::from_millis(20);
         loop {
-            let client = self.client.borrow().clone();
-            match op(client).map_err(|e| map_err(what, e)) {
+            let result = op(&mut self.gateway.borrow_mut(), deadline);
+            match result.map_err(|e| map_err(what, e)) {
                 Err(StoreError::Transient(_)) if Instant::now() + pause < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(500));
-                    self.switch_member();
+                    self.gateway.borrow_mut().next_member();
                 }
                 other => return other,
             }
         }
     }
 
-    fn get(
-        &self,
-        what: &str,
-        key: String,
-        opts: Option<GetOptions>,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        self.retrying(what, |mut c| {
-            self.rt
-                .block_on(c.get(key.clone(), opts.clone()))
-                .map(|mut r| r.take_kvs())
+    fn get(&self, what: &str, range: RangeRequest) -> Result<Vec<KeyValue>, StoreError> {
+        self.retrying(what, |gw, deadline| {
+            gw.call::<_, RangeResponse>(RANGE, &range, deadline)
+                .map(|r| r.kvs)
         })
     }
 
     /// A transaction; retried like reads. A retried claim may have been applied by an attempt
     /// whose answer was lost: callers look for their own reservation when a claim fails.
-    fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+    fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
         self.txn_counted(what, txn).map(|(r, _)| r)
     }
 
     /// A transaction and how many attempts it took.
-    fn txn_counted(
-        &self,
-        what: &str,
-        txn: Txn,
-    ) -> Result<(etcd_client::TxnResponse, usize), StoreError> {
-        let tries = std::cell::Cell::new(0);
-        let resp = self.retrying(what, |mut c| {
-            tries.set(tries.get() + 1);
-            self.rt.block_on(c.txn(txn.clone()))
+    fn txn_counted(&self, what: &str, txn: Txn) -> Result<(TxnResponse, usize), StoreError> {
+        let mut tries = 0;
+        let resp = self.retrying(what, |gw, deadline| {
+            tries += 1;
+            gw.call(TXN, &txn, deadline)
         })?;
-        Ok((resp, tries.get()))
+        Ok((resp, tries))
     }
 
     /// The addresses an index entry lists for `who`, in `range` when given.
@@ -323,8 +247,9 @@ impl EtcdStore {
         let prefix = self.index_prefix(pool, who);
         let kvs = self.get(
             "read the owner index",
-            prefix.clone(),
-            Some(GetOptions::new().with_prefix().with_keys_only()),
+            RangeRequest::key(prefix.clone())
+                .with_prefix()
+                .with_keys_only(),
         )?;
         kvs.iter()
             .map(|kv| {
@@ -337,7 +262,10 @@ impl EtcdStore {
 
     /// The reservation at `ip`, with its mod revision.
     fn holder(&self, pool: &str, ip: IpAddr) -> Result<Option<(Owner, i64)>, StoreError> {
-        let kvs = self.get("read a reservation", self.ip_key(pool, ip), None)?;
+        let kvs = self.get(
+            "read a reservation",
+            RangeRequest::key(self.ip_key(pool, ip)),
+        )?;
         match kvs.first() {
             None => Ok(None),
             Some(kv) => {
@@ -348,13 +276,17 @@ impl EtcdStore {
         }
     }
 
-    /// The puts that record `owner` at `ip`: reservation, indexes, pool description.
+    /// The puts that record `owner` at `ip`: reservation, indexes, and the pool description
+    /// when `describe` (the first claim of a range writes it: once a range has a hint, or an
+    /// owner holds an address in the pool, the description is there, and rewriting it would
+    /// only cost every claim one more put).
     fn claim_ops(
         &self,
         id: &PoolId,
         pool: &str,
         ip: IpAddr,
         owner: &Owner,
+        describe: bool,
     ) -> Result<Vec<TxnOp>, StoreError> {
         let value =
             serde_json::to_vec(owner).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -364,19 +296,19 @@ impl EtcdStore {
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut ops = vec![
-            TxnOp::put(self.ip_key(pool, ip), value, None),
+            TxnOp::put(self.ip_key(pool, ip), value),
             TxnOp::put(
                 self.index_key(pool, &container_who(&owner.container_id, &owner.ifname), ip),
                 "",
-                None,
             ),
-            TxnOp::put(self.key(&["pools", pool]), meta, None),
         ];
+        if describe {
+            ops.push(TxnOp::put(self.key(&["pools", pool]), meta));
+        }
         if let Some(p) = &owner.pod_ref {
             ops.push(TxnOp::put(
                 self.index_key(pool, &pod_who(p, &owner.ifname), ip),
                 "",
-                None,
             ));
         }
         Ok(ops)
@@ -384,17 +316,19 @@ impl EtcdStore {
 
     fn unclaim_ops(&self, pool: &str, ip: IpAddr, owner: &Owner) -> Vec<TxnOp> {
         let mut ops = vec![
-            TxnOp::delete(self.ip_key(pool, ip), None),
-            TxnOp::delete(
-                self.index_key(pool, &container_who(&owner.container_id, &owner.ifname), ip),
-                None,
-            ),
+            TxnOp::delete(self.ip_key(pool, ip)),
+            TxnOp::delete(self.index_key(
+                pool,
+                &container_who(&owner.container_id, &owner.ifname),
+                ip,
+            )),
         ];
         if let Some(p) = &owner.pod_ref {
-            ops.push(TxnOp::delete(
-                self.index_key(pool, &pod_who(p, &owner.ifname), ip),
-                None,
-            ));
+            ops.push(TxnOp::delete(self.index_key(
+                pool,
+                &pod_who(p, &owner.ifname),
+                ip,
+            )));
         }
         ops
     }
@@ -403,15 +337,27 @@ impl EtcdStore {
         self.key(&["hint", pool, &escape(&range.key())])
     }
 
+    /// The reservation keys of `range` from `from` on, `limit` at most, keys only: what a claim
+    /// brings back from its failure branch for the next try.
+    fn page_from(&self, pool: &str, range: &IpRange, from: IpAddr, limit: i64) -> RangeRequest {
+        let past_end = from_u128(to_u128(range.end).saturating_add(1), range.end.is_ipv4());
+        RangeRequest::key(self.ip_key(pool, from))
+            .with_range(self.ip_key(pool, past_end))
+            .with_keys_only()
+            .with_limit(limit)
+    }
+
     /// Up to `want` free allocatable addresses of `range` from `from` on, lowest first, read
-    /// from pages of keys. Reads are serializable (any member answers from its own copy): a
-    /// stale page only costs a claim that fails, never an address given twice.
+    /// from pages of keys, the first one given when `first` is (a lost claim brings it back:
+    /// `first.1` is its limit). Reads are serializable (any member answers from its own copy):
+    /// a stale page only costs a claim that fails, never an address given twice.
     fn free_candidates(
         &self,
         pool: &str,
         range: &IpRange,
         from: IpAddr,
         want: usize,
+        mut first: Option<(Vec<KeyValue>, i64)>,
     ) -> Result<Vec<IpAddr>, StoreError> {
         let mut free = Vec::new();
         let Some(mut candidate) = range.next_allocatable(from) else {
@@ -426,17 +372,19 @@ impl EtcdStore {
                 .filter(|n| to_u128(*n) > to_u128(ip))
         };
         loop {
-            let opts = GetOptions::new()
-                .with_range(end_key.clone())
-                .with_keys_only()
-                .with_limit(PAGE)
-                .with_serializable();
-            let kvs = self.get(
-                "look for a free address",
-                self.ip_key(pool, candidate),
-                Some(opts),
-            )?;
-            let full = kvs.len() as i64 == PAGE;
+            let given = first.is_some();
+            let (kvs, limit) = match first.take() {
+                Some(given) => given,
+                None => {
+                    let page = RangeRequest::key(self.ip_key(pool, candidate))
+                        .with_range(end_key.clone())
+                        .with_keys_only()
+                        .with_limit(PAGE)
+                        .with_serializable();
+                    (self.get("look for a free address", page)?, PAGE)
+                }
+            };
+            let full = kvs.len() as i64 == limit;
             let mut last_taken = None;
             for kv in &kvs {
                 let k = String::from_utf8_lossy(kv.key());
@@ -462,6 +410,11 @@ impl EtcdStore {
                 last_taken = Some(taken);
             }
             if full {
+                if given && !free.is_empty() {
+                    // A lost claim's page already shows free addresses: enough to pick from,
+                    // without another read.
+                    return Ok(free);
+                }
                 // Everything up to the page's last key is accounted for: read on from there.
                 if let Some(t) = last_taken.filter(|t| to_u128(*t) >= to_u128(candidate)) {
                     match step(t) {
@@ -485,8 +438,11 @@ impl EtcdStore {
 
     /// Reserves the lowest free address from the hint on (then from the start of the range),
     /// claiming it in a transaction that fails if another ADD got there first. After a lost
-    /// claim the next try picks at random among the next free addresses, so that concurrent
-    /// ADDs stop racing for the same one (each failed claim costs a consensus round).
+    /// race the next try picks at random among the next free addresses, so that concurrent
+    /// ADDs stop racing for the same one (each failed claim costs a consensus round). A failed
+    /// claim brings back, from its failure branch, the page of keys the next try looks at: no
+    /// separate read, and not a stale one.
+    #[allow(clippy::too_many_arguments)]
     fn allocate(
         &self,
         id: &PoolId,
@@ -494,24 +450,30 @@ impl EtcdStore {
         range: &IpRange,
         owner: &Owner,
         hint: Option<IpAddr>,
+        hinted: bool,
+        mut seen_revision: i64,
     ) -> Result<IpAddr, StoreError> {
         let hint_key = self.hint_key(pool, range);
         let hint = hint.filter(|ip| range.contains(*ip));
         let mut from = hint.unwrap_or(range.start);
         let mut wrapped = from == range.start;
         let mut lost = 0usize;
+        let mut attempts = 0usize;
         let mut rng = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
         // The hint is where the lowest free address usually is: claim it straight away, and read
         // pages of keys only when that fails (one round trip fewer in the common case).
         let mut guess = hint.and_then(|h| range.next_allocatable(h));
+        let mut page: Option<(Vec<KeyValue>, i64)> = None;
         loop {
-            let was_guess = guess.is_some();
+            // The address the hint moves to after a claim of the lowest candidate: the next free
+            // one the page showed (the addresses between were taken), else the one after it.
+            let mut next_free = None;
             let (ip, lowest) = match guess.take() {
                 Some(g) => (g, g),
                 None => {
-                    let free = self.free_candidates(pool, range, from, SPREAD)?;
+                    let free = self.free_candidates(pool, range, from, SPREAD, page.take())?;
                     let Some(&lowest) = free.first() else {
                         if wrapped {
                             return Err(StoreError::Exhausted {
@@ -522,6 +484,7 @@ impl EtcdStore {
                         (from, wrapped) = (range.start, true);
                         continue;
                     };
+                    next_free = free.get(1).copied();
                     if lost == 0 {
                         (lowest, lowest)
                     } else {
@@ -532,22 +495,20 @@ impl EtcdStore {
                     }
                 }
             };
-            let mut ops = self.claim_ops(id, pool, ip, owner)?;
+            let mut ops = self.claim_ops(id, pool, ip, owner, !hinted)?;
             if ip == lowest {
                 // Only a claim of the lowest candidate moves the hint: a random pick above it
                 // must not hide the free addresses below.
-                let after = from_u128(to_u128(ip).saturating_add(1), ip.is_ipv4());
+                let after = next_free
+                    .unwrap_or_else(|| from_u128(to_u128(ip).saturating_add(1), ip.is_ipv4()));
                 let next = serde_json::to_vec(&Hint { next: after })
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                ops.push(TxnOp::put(hint_key.clone(), next, None));
+                ops.push(TxnOp::put(hint_key.clone(), next));
             }
             let txn = Txn::new()
-                .when([Compare::create_revision(
-                    self.ip_key(pool, ip),
-                    CompareOp::Equal,
-                    0,
-                )])
-                .and_then(ops);
+                .when([Compare::create_revision(self.ip_key(pool, ip), 0)])
+                .and_then(ops)
+                .or_else([TxnOp::get(self.page_from(pool, range, lowest, LOST_PAGE))]);
             let (resp, tries) = self.txn_counted("claim an address", txn)?;
             if resp.succeeded() {
                 return Ok(ip);
@@ -563,15 +524,22 @@ impl EtcdStore {
                     return Ok(mine);
                 }
             }
-            // A wrong guess is a stale hint, not a race: the next pick is still the lowest.
-            lost += usize::from(!was_guess);
-            if lost >= MAX_CLAIM_ATTEMPTS {
+            let kvs = resp.range_kvs(0).to_vec();
+            // A claim lost while nothing was written since the last read (a stale hint, a
+            // stale page) is not a race: the next pick is still the lowest. Keys written since
+            // mean concurrent ADDs: from now on pick at random among the next free addresses.
+            let raced = kvs.iter().any(|kv| kv.create_revision > seen_revision);
+            seen_revision = seen_revision.max(resp.header.revision);
+            lost += usize::from(raced || lost > 0);
+            attempts += 1;
+            if attempts >= MAX_CLAIM_ATTEMPTS {
                 return Err(StoreError::Transient(format!(
-                    "lost {lost} claims in range {} to concurrent ADDs",
+                    "lost {attempts} claims in range {} to concurrent ADDs",
                     range.key()
                 )));
             }
             from = lowest;
+            page = Some((kvs, LOST_PAGE));
         }
     }
 
@@ -591,17 +559,15 @@ impl EtcdStore {
         if held.pod_ref.as_deref() != Some(pod_ref) || held.ifname != owner.ifname {
             return Ok(false);
         }
-        let mut ops = vec![TxnOp::delete(
-            self.index_key(pool, &container_who(&held.container_id, &held.ifname), ip),
-            None,
-        )];
-        ops.extend(self.claim_ops(id, pool, ip, owner)?);
+        let mut ops = vec![TxnOp::delete(self.index_key(
+            pool,
+            &container_who(&held.container_id, &held.ifname),
+            ip,
+        ))];
+        // The pod holds an address in the pool: its description was written with it.
+        ops.extend(self.claim_ops(id, pool, ip, owner, false)?);
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                self.ip_key(pool, ip),
-                CompareOp::Equal,
-                rev,
-            )])
+            .when([Compare::mod_revision(self.ip_key(pool, ip), rev)])
             .and_then(ops);
         Ok(self.txn("hand a pod its address again", txn)?.succeeded())
     }
@@ -609,29 +575,31 @@ impl EtcdStore {
     /// Moves the pool's hints down to `freed` so that the lowest free address is found again.
     fn lower_hints(&self, pool: &str, freed: IpAddr) -> Result<(), StoreError> {
         let prefix = self.key(&["hint", pool]) + "/";
-        for kv in self.get(
-            "read the hints",
-            prefix,
-            Some(GetOptions::new().with_prefix()),
-        )? {
-            let Ok(h) = serde_json::from_slice::<Hint>(kv.value()) else {
-                continue;
-            };
-            if h.next.is_ipv4() != freed.is_ipv4() || to_u128(freed) >= to_u128(h.next) {
-                continue;
+        for kv in self.get("read the hints", RangeRequest::key(prefix).with_prefix())? {
+            let mut current = kv;
+            // Only if nobody moved it meanwhile; when someone did (another DEL lowering it, an
+            // ADD moving it up), the failed transaction brings the hint back and this tries
+            // again while it is still above `freed`: concurrent DELs leave it at the lowest
+            // address they freed.
+            for _ in 0..LOWER_HINT_TRIES {
+                let Ok(h) = serde_json::from_slice::<Hint>(current.value()) else {
+                    break;
+                };
+                if h.next.is_ipv4() != freed.is_ipv4() || to_u128(freed) >= to_u128(h.next) {
+                    break;
+                }
+                let value = serde_json::to_vec(&Hint { next: freed })
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(current.key(), current.mod_revision())])
+                    .and_then([TxnOp::put(current.key(), value)])
+                    .or_else([TxnOp::get(RangeRequest::key(current.key()))]);
+                let resp = self.txn("lower a hint", txn)?;
+                match resp.range_kvs(0).first() {
+                    Some(now) if !resp.succeeded() => current = now.clone(),
+                    _ => break,
+                }
             }
-            let value = serde_json::to_vec(&Hint { next: freed })
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            // Only if nobody moved it meanwhile; a lost race leaves a hint too high, which costs
-            // the next search a pass from the start of the range, never an address.
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    kv.key().to_vec(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then([TxnOp::put(kv.key().to_vec(), value, None)]);
-            self.txn("lower a hint", txn)?;
         }
         Ok(())
     }
@@ -649,21 +617,10 @@ impl EtcdStore {
             let mut when = Vec::new();
             let mut ops = Vec::new();
             for r in chunk {
-                when.push(Compare::create_revision(
-                    self.ip_key(&pool, r.ip),
-                    CompareOp::Equal,
-                    0,
-                ));
+                when.push(Compare::create_revision(self.ip_key(&pool, r.ip), 0));
+                // The pool description once per transaction: etcd refuses a key twice.
                 let first = ops.is_empty();
-                let claim = self.claim_ops(id, &pool, r.ip, &r.owner)?;
-                // The pool description (third op) once per transaction: etcd refuses a key twice.
-                ops.extend(
-                    claim
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i != 2 || first)
-                        .map(|(_, op)| op),
-                );
+                ops.extend(self.claim_ops(id, &pool, r.ip, &r.owner, first)?);
             }
             if !self
                 .txn("import reservations", Txn::new().when(when).and_then(ops))?
@@ -677,7 +634,7 @@ impl EtcdStore {
         // A stale hint would only cost a search; drop it so the next ADD starts at the range's start.
         self.txn(
             "import reservations",
-            Txn::new().and_then([TxnOp::delete(self.hint_key(&pool, range), None)]),
+            Txn::new().and_then([TxnOp::delete(self.hint_key(&pool, range))]),
         )?;
         Ok(())
     }
@@ -686,7 +643,7 @@ impl EtcdStore {
     fn pool_ids(&self) -> Result<Vec<PoolId>, StoreError> {
         let prefix = self.key(&["pools"]) + "/";
         let mut out = Vec::new();
-        for kv in self.get("list pools", prefix, Some(GetOptions::new().with_prefix()))? {
+        for kv in self.get("list pools", RangeRequest::key(prefix).with_prefix())? {
             let meta: PoolMeta =
                 serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
             out.push(PoolId {
@@ -713,21 +670,18 @@ impl Store for EtcdStore {
         let this = container_who(&owner.container_id, &owner.ifname);
         let pod = owner.pod_ref.as_deref().map(|p| pod_who(p, &owner.ifname));
         // One linearizable round trip: what this attachment (and pod) holds, and the hint.
-        let keys_only = || Some(GetOptions::new().with_prefix().with_keys_only());
+        let keys_only =
+            |prefix: String| TxnOp::get(RangeRequest::key(prefix).with_prefix().with_keys_only());
         let mut reads = vec![
-            TxnOp::get(self.index_prefix(&pool, &this), keys_only()),
-            TxnOp::get(self.hint_key(&pool, range), None),
+            keys_only(self.index_prefix(&pool, &this)),
+            TxnOp::get(RangeRequest::key(self.hint_key(&pool, range))),
         ];
         if let Some(p) = &pod {
-            reads.push(TxnOp::get(self.index_prefix(&pool, p), keys_only()));
+            reads.push(keys_only(self.index_prefix(&pool, p)));
         }
-        let answers = self
-            .txn("read the owner index", Txn::new().and_then(reads))?
-            .op_responses();
-        let kvs = |i: usize| match answers.get(i) {
-            Some(TxnOpResponse::Get(g)) => g.kvs().to_vec(),
-            _ => Vec::new(),
-        };
+        let answers = self.txn("read the owner index", Txn::new().and_then(reads))?;
+        let read_revision = answers.header.revision;
+        let kvs = |i: usize| answers.range_kvs(i).to_vec();
         let ips = |prefix: String, kvs: Vec<KeyValue>| -> Result<Vec<IpAddr>, StoreError> {
             kvs.iter()
                 .map(|kv| {
@@ -743,6 +697,7 @@ impl Store for EtcdStore {
         {
             return Ok(ip);
         }
+        let hinted = !kvs(1).is_empty();
         let hint = kvs(1)
             .first()
             .and_then(|kv| serde_json::from_slice::<Hint>(kv.value()).ok())
@@ -754,7 +709,7 @@ impl Store for EtcdStore {
                 }
             }
         }
-        self.allocate(id, &pool, range, owner, hint)
+        self.allocate(id, &pool, range, owner, hint, hinted, read_revision)
     }
 
     fn release_ip(&self, id: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError> {
@@ -766,11 +721,7 @@ impl Store for EtcdStore {
             return Ok(false);
         }
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                self.ip_key(&pool, ip),
-                CompareOp::Equal,
-                rev,
-            )])
+            .when([Compare::mod_revision(self.ip_key(&pool, ip), rev)])
             .and_then(self.unclaim_ops(&pool, ip, &held));
         if !self.txn("release an address", txn)?.succeeded() {
             return Ok(false);
@@ -818,8 +769,7 @@ impl Store for EtcdStore {
         let mut out = Vec::new();
         for kv in self.get(
             "list reservations",
-            prefix.clone(),
-            Some(GetOptions::new().with_prefix()),
+            RangeRequest::key(prefix.clone()).with_prefix(),
         )? {
             let k = String::from_utf8_lossy(kv.key());
             let ip = parse_ip_token(&k[prefix.len()..])
@@ -852,11 +802,11 @@ impl Store for EtcdStore {
 
     fn status(&self) -> Result<(), StoreError> {
         // A linearizable read needs a leader and quorum: what ADD needs.
-        let opts = GetOptions::new()
+        let probe = RangeRequest::key(self.key(&["pools"]) + "/")
             .with_prefix()
             .with_keys_only()
             .with_limit(1);
-        self.get("answer STATUS", self.key(&["pools"]) + "/", Some(opts))
+        self.get("answer STATUS", probe)
             .map(|_| ())
             .map_err(|e| match e {
                 StoreError::Transient(m) => StoreError::Unavailable(m),

@@ -4,6 +4,8 @@
 //! This crate decides which addresses an attachment gets and records reservations; it must not
 //! configure interfaces (the main plugin does that with the result).
 
+pub mod etcd_http;
+pub mod etcd_json;
 pub mod etcd_store;
 pub mod file_store;
 pub mod fixed;

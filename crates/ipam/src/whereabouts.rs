@@ -64,8 +64,10 @@ fn reserve_all(
     conf: &WhereaboutsConf,
     owner: &Owner,
 ) -> Result<Vec<IpConfig>, Error> {
+    // What the attachment held before this call, so that undoing a partial ipRanges ADD keeps
+    // it. With one range there is never anything to undo: no read (a round trip to etcd).
     let mut held_before = Vec::new();
-    for pool in pools(conf) {
+    for pool in pools(conf).into_iter().filter(|_| conf.ranges.len() > 1) {
         held_before.extend(
             store
                 .find(&pool, &owner.container_id, &owner.ifname)?
@@ -204,10 +206,11 @@ fn gc(call: &Call) -> Result<(), Error> {
 
 fn status(call: &Call) -> Result<(), Error> {
     let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
-    let store = open_store(&conf)?;
-    store
-        .status()
-        .map_err(|e| Error::not_available(format!("whereabouts store cannot be used: {e}")))
+    let unusable =
+        |e: String| Error::not_available(format!("whereabouts store cannot be used: {e}"));
+    // A store that cannot even be opened (an unreadable TLS file) cannot be used either: 50.
+    let store = open_store(&conf).map_err(|e| unusable(e.msg))?;
+    store.status().map_err(|e| unusable(e.to_string()))
 }
 
 impl Plugin for Whereabouts {
