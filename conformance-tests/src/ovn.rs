@@ -87,6 +87,9 @@ pub struct OvnLab {
     /// The top-of-rack switch, in labs started with [`OvnLab::start_with_tor`].
     pub tor: Option<Tor>,
     node_bridge: Option<NodeBridge>,
+    /// The nodes' OVS datapath: "netdev" (userspace, what this machine's kernel allows) or
+    /// "system" (the kernel openvswitch module with kernel Geneve: the kernel lane).
+    pub datapath: &'static str,
     /// Where the central daemons live (NB, SB, northd).
     pub central: Netns,
     /// The physical network: Linux bridge `sw`, one port per node (`n<i>`).
@@ -145,16 +148,27 @@ fn wait_for(path: &Path, what: &str) {
 impl OvnLab {
     /// Starts central DBs, northd and `n` nodes (chassis `<tag>-aN`... distinct prefixes).
     pub fn start(tag: &str, n: usize) -> OvnLab {
-        OvnLab::start_inner(tag, n, None)
+        OvnLab::start_inner(tag, n, None, "netdev")
+    }
+
+    /// A lab whose nodes use the kernel datapath (the openvswitch module, kernel Geneve), as
+    /// production nodes do; only kernels with those modules run it (`make test-kernel`).
+    pub fn start_kernel_datapath(tag: &str, n: usize) -> OvnLab {
+        OvnLab::start_inner(tag, n, None, "system")
     }
 
     /// A lab whose nodes also have `bridge` (an OVS bridge on a NIC cabled to a top-of-rack
     /// switch, with the OVN bridge mapping), for localnet networks.
     pub fn start_with_tor(tag: &str, n: usize, bridge: NodeBridge) -> OvnLab {
-        OvnLab::start_inner(tag, n, Some(bridge))
+        OvnLab::start_inner(tag, n, Some(bridge), "netdev")
     }
 
-    fn start_inner(tag: &str, n: usize, node_bridge: Option<NodeBridge>) -> OvnLab {
+    fn start_inner(
+        tag: &str,
+        n: usize,
+        node_bridge: Option<NodeBridge>,
+        datapath: &'static str,
+    ) -> OvnLab {
         crate::require_root();
         let dir = TempDir::new(&format!("ovn-{tag}"));
         let central = Netns::new(&format!("{tag}-c"));
@@ -163,6 +177,7 @@ impl OvnLab {
             nodes: Vec::new(),
             tor: None,
             node_bridge,
+            datapath,
             central,
             phy,
             dir,
@@ -294,19 +309,27 @@ impl OvnLab {
             .arg(format!("unix:{}", sock.display()))
             .args(daemon_args(&dir, "ovs-vswitchd"));
         run(&mut cmd);
+        let dp = format!("datapath_type={}", self.datapath);
+        if self.datapath == "system" {
+            // ovs-vswitchd does not load the module itself; OVN's tunnels need Geneve too.
+            for module in ["openvswitch", "geneve"] {
+                let _ = Command::new("modprobe").arg(module).status();
+            }
+        }
         node.vsctl(&[
-            "add-br",
-            "br-phy",
-            "--",
-            "set",
-            "bridge",
-            "br-phy",
-            "datapath_type=netdev",
-            "--",
-            "add-port",
-            "br-phy",
+            "add-br", "br-phy", "--", "set", "bridge", "br-phy", &dp, "--", "add-port", "br-phy",
             "ul",
         ]);
+        // The bridge's internal port appears once ovs-vswitchd has built the datapath.
+        let start = Instant::now();
+        while !node.ns.has_link("br-phy") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "ovs-vswitchd did not create br-phy (datapath {}) within 30 s",
+                self.datapath
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         run(&mut in_ns(
             &node.ns,
             &[
@@ -330,7 +353,7 @@ impl OvnLab {
             &format!("external_ids:ovn-remote={sbdb}"),
             "external_ids:ovn-encap-type=geneve",
             &format!("external_ids:ovn-encap-ip={encap_ip}"),
-            "external_ids:ovn-bridge-datapath-type=netdev",
+            &format!("external_ids:ovn-bridge-datapath-type={}", self.datapath),
         ]);
         if let (Some(nb), Some(tor)) = (&self.node_bridge, &self.tor) {
             // The NNCP's OVS bridge on the node's NIC, cabled to a trunk port of the ToR.

@@ -1,4 +1,5 @@
-//! The kernel lane: behaviour this machine's kernel cannot run (no bridge VLAN filtering), run by
+//! The kernel lane: behaviour this machine's kernel cannot run (no bridge VLAN filtering, no
+//! openvswitch datapath or Geneve), run by
 //! `make test-kernel` inside a full Debian kernel under qemu. Every test here is `#[ignore]`d with
 //! that reason, so `cargo test` on the development kernel lists them as ignored (never silently
 //! passes them), and the lane runs them with `--include-ignored`. Inside the lane a kernel without
@@ -218,4 +219,89 @@ fn an_existing_bridge_is_switched_to_vlan_filtering() {
         "the reference leaves it off and the VLAN has no effect"
     );
     assert!(lab.port_vlans(&port).contains(&(42, true, true)));
+}
+
+/// ovn-overlay as production nodes run it: the kernel openvswitch datapath and kernel Geneve
+/// (this machine's kernel has neither; the other OVN tests use the userspace datapath).
+#[test]
+#[ignore = "kernel lane: needs the openvswitch datapath and Geneve modules; run by `make test-kernel`"]
+fn ovn_overlay_between_two_nodes_on_the_kernel_datapath_with_kernel_geneve() {
+    use conformance_tests::ovn::{addr_of, call, ok_json, Vm};
+    use conformance_tests::OvnLab;
+    let lab = OvnLab::start_kernel_datapath("kl-ovn", 2);
+    let plugins = PluginDir::ours(&["ovn-overlay"]);
+    let conf = json!({"cniVersion": "1.1.0", "name": "kl-overlay", "type": "ovn-overlay",
+        "netAttachDefName": "ns/kl-overlay", "subnets": "10.210.0.0/24", "readyTimeout": 60});
+    let (a, b) = (Vm::new("kl-a"), Vm::new("kl-b"));
+    let ra = ok_json(&call(
+        &plugins,
+        "ovn-overlay",
+        &lab.nodes[0],
+        "ADD",
+        &a,
+        "net1",
+        "",
+        &conf,
+    ));
+    let rb = ok_json(&call(
+        &plugins,
+        "ovn-overlay",
+        &lab.nodes[1],
+        "ADD",
+        &b,
+        "net1",
+        "",
+        &conf,
+    ));
+    // br-int on the kernel datapath, and the kernel's Geneve device carrying the tunnel.
+    for node in &lab.nodes {
+        let dp = node.vsctl(&["get", "bridge", "br-int", "datapath_type"]);
+        assert_eq!(
+            dp.trim().trim_matches('"'),
+            "system",
+            "br-int is not on the kernel datapath"
+        );
+        let dps = node.appctl(&["dpctl/show"]);
+        assert!(dps.contains("system@ovs-system"), "{dps}");
+    }
+    assert!(a.reaches(&addr_of(&rb)), "no traffic over kernel Geneve");
+    assert!(b.reaches(&addr_of(&ra)));
+    let geneve = lab.nodes[0]
+        .ns
+        .run_ok(&["ip", "-d", "link", "show", "type", "geneve"]);
+    assert!(
+        geneve.contains("geneve"),
+        "no kernel Geneve device on the node: {geneve}"
+    );
+    // TCP too (no checksum workaround on the kernel datapath: the plugin leaves offload alone).
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", b.ns.name(), "/usr/bin/python3", "-c",
+            "import socket\ns=socket.socket(); s.bind(('0.0.0.0',7000)); s.listen(1); s.settimeout(30)\nc,_=s.accept(); n=0\nwhile True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\nprint(n)\n"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let client = format!(
+        "import socket\ns=socket.create_connection(('{}',7000),timeout=30)\ns.sendall(b'x'*1000000); s.close()\n",
+        addr_of(&rb)
+    );
+    a.ns.run_ok(&["/usr/bin/python3", "-c", &client]);
+    let got = server.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "1000000");
+    for (i, vm) in [(0, &a), (1, &b)] {
+        ok_json(&call(
+            &plugins,
+            "ovn-overlay",
+            &lab.nodes[i],
+            "DEL",
+            vm,
+            "net1",
+            "",
+            &conf,
+        ));
+    }
+    assert!(lab
+        .nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"])
+        .trim()
+        .is_empty());
 }
