@@ -17,8 +17,82 @@ use serde_json::{json, Value};
 
 const WARMUP: usize = 10;
 
+/// What the PNG plot shows, filled by the sections as they run.
+#[derive(Default)]
+struct Plot {
+    /// (what, peer's median ms, ours median ms)
+    bars: Vec<(String, f64, f64)>,
+    /// (attachments per plugin, reference ms, ours ms, kernel alone ms)
+    scale: Vec<(usize, f64, f64, f64)>,
+}
+
+static PLOT: std::sync::Mutex<Plot> = std::sync::Mutex::new(Plot {
+    bars: Vec::new(),
+    scale: Vec::new(),
+});
+
+fn plot_bar(what: &str, peer: f64, ours: f64) {
+    PLOT.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .bars
+        .push((what.to_string(), peer, ours));
+}
+
+/// Writes `png` with gnuplot (Debian's gnuplot-nox, from `make deps`): medians of ours against
+/// the peer per benchmark, and bridge ADD as a node's attachments grow.
+fn write_plot(png: &Path) {
+    let plot = PLOT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("bench-plot");
+    let mut bars = String::new();
+    for (what, peer, ours) in &plot.bars {
+        bars.push_str(&format!("\"{what}\" {peer:.3} {ours:.3}\n"));
+    }
+    let mut scale = String::new();
+    for (n, r, o, k) in &plot.scale {
+        scale.push_str(&format!("{n} {r:.3} {o:.3} {k:.3}\n"));
+    }
+    std::fs::write(dir.join("bars.dat"), bars).expect("bars.dat");
+    std::fs::write(dir.join("scale.dat"), scale).expect("scale.dat");
+    let panels = if plot.scale.is_empty() { 1 } else { 2 };
+    let mut script = format!(
+        "set terminal png size {},560 font ',10'\nset output '{}'\nset multiplot layout 1,{panels}\n\
+         set title 'median ms per call, peer vs multihome (lower is better)'\n\
+         set style data histogram\nset style histogram cluster gap 1\nset style fill solid 0.85 border -1\n\
+         set xtics rotate by -25 scale 0\nset ylabel 'ms (log scale)'\nset logscale y\nset yrange [0.3:*]\nset key top left\nset grid ytics\n\
+         plot '{}' using 2:xtic(1) title 'peer (reference plugin / host-local / shell)' lc rgb '#999999', \
+         '' using 3 title 'multihome' lc rgb '#1f77b4'\n",
+        600 * panels,
+        png.display(),
+        dir.join("bars.dat").display()
+    );
+    if panels == 2 {
+        script.push_str(&format!(
+            "set title 'bridge ADD as attachments on one node grow'\nset style data linespoints\n\
+             unset logscale y\nset yrange [0:*]\nset xtics rotate by 0 scale 1\nset xlabel 'attachments per plugin'\nset ylabel 'ADD ms'\n\
+             plot '{0}' using 1:2 title 'reference bridge + host-local' lc rgb '#999999' pt 7, \
+             '{0}' using 1:3 title 'multihome bridge + whereabouts' lc rgb '#1f77b4' pt 7, \
+             '{0}' using 1:4 title 'kernel alone (3 ip calls)' lc rgb '#2ca02c' pt 5\n",
+            dir.join("scale.dat").display()
+        ));
+    }
+    script.push_str("unset multiplot\n");
+    std::fs::write(dir.join("plot.gp"), &script).expect("plot.gp");
+    let out = std::process::Command::new("gnuplot")
+        .arg(dir.join("plot.gp"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run gnuplot (make deps installs gnuplot-nox): {e}"));
+    assert!(
+        out.status.success(),
+        "gnuplot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("wrote {}", png.display());
+}
+
 struct Options {
     write: Option<PathBuf>,
+    /// `--plot FILE`: the PNG alone (with `--only`, the sections that ran).
+    plot: Option<PathBuf>,
     iterations: usize,
     only: Option<String>,
 }
@@ -26,6 +100,7 @@ struct Options {
 fn options() -> Options {
     let mut opts = Options {
         write: None,
+        plot: None,
         iterations: 300,
         only: None,
     };
@@ -33,6 +108,7 @@ fn options() -> Options {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => opts.write = args.next().map(PathBuf::from),
+            "--plot" => opts.plot = args.next().map(PathBuf::from),
             "--only" => opts.only = args.next(),
             "--iterations" => {
                 opts.iterations = args
@@ -41,7 +117,7 @@ fn options() -> Options {
                     .unwrap_or(opts.iterations)
             }
             other => panic!(
-                "unknown argument {other:?}; use --write FILE, --iterations N, --only SECTION"
+                "unknown argument {other:?}; use --write FILE, --plot FILE, --iterations N, --only SECTION"
             ),
         }
     }
@@ -86,6 +162,7 @@ fn static_add(iterations: usize) -> String {
     });
     let ratio = theirs.median() / mine.median();
     let net = (theirs.median() - floor.median()) / (mine.median() - floor.median());
+    plot_bar("static ADD", theirs.median(), mine.median());
     eprintln!(
         "static ADD: reference {:.2} ms, ours {:.2} ms: {ratio:.1}x",
         theirs.median(),
@@ -167,6 +244,11 @@ fn whereabouts_vs_host_local(iterations: usize) -> String {
         s
     });
     let [hl_add, wb_add, hl_del, wb_del] = &series;
+    plot_bar(
+        "host-local vs whereabouts ADD",
+        hl_add.median(),
+        wb_add.median(),
+    );
     eprintln!(
         "whereabouts ADD {:.2} ms vs host-local {:.2} ms",
         wb_add.median(),
@@ -570,6 +652,8 @@ fn bridge_add_del(iterations: usize) -> String {
         .map(Samples::median)
         .fold(f64::INFINITY, f64::min);
     let del_over_floor = (dels[1].median() / floor_del.median() - 1.0) * 100.0;
+    plot_bar("bridge ADD (+IPAM)", adds[0].median(), adds[2].median());
+    plot_bar("bridge DEL (+IPAM)", dels[0].median(), dels[2].median());
     eprintln!(
         "bridge ADD: reference {:.2} ms, ours (host-local) {:.2} ms: {ratio:.1}x; DEL ours {:.2} ms vs floor {:.2} ms",
         adds[0].median(),
@@ -885,6 +969,8 @@ fn node_scale(iterations: usize) -> String {
         ));
     }
     let growth = rows.last().map(|(_, m)| m[1]).unwrap_or(f64::NAN) / rows[0].1[1];
+    PLOT.lock().unwrap_or_else(|e| e.into_inner()).scale =
+        rows.iter().map(|(n, m)| (*n, m[0], m[1], m[2])).collect();
     eprintln!("node scale: ours at 2000 / at 10 = {growth:.2}");
     format!(
         "## bridge ADD as attachments on one node grow\n\n\
@@ -1018,6 +1104,8 @@ fn ovn_overlay(iterations: usize) -> String {
         (add_ours, add_shell, del_ours, del_shell, add_ln, del_ln)
     });
     let outage = migration_outage(&lab);
+    plot_bar("OVN port ADD (shell)", a2.median(), a1.median());
+    plot_bar("OVN port DEL (shell)", d2.median(), d1.median());
     eprintln!(
         "ovn-overlay: ADD ours {:.1} ms vs shell {:.1} ms; DEL {:.1} vs {:.1}; migration outage {outage}",
         a1.median(),
@@ -1186,7 +1274,22 @@ fn main() {
         sections.join("\n")
     );
     println!("{doc}");
+    if let Some(png) = &opts.plot {
+        write_plot(png);
+    }
     if let Some(path) = opts.write {
+        let png = path.with_extension("png");
+        write_plot(&png);
+        let doc = doc.replacen(
+            "\nMachine:\n",
+            &format!(
+                "\n![medians against the peers, and ADD as a node grows]({})\n\nMachine:\n",
+                png.file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or("benchmarks.png")
+            ),
+            1,
+        );
         std::fs::write(&path, &doc)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         eprintln!("wrote {}", path.display());
