@@ -764,3 +764,26 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
     runtime.del_list(&on_node(1), &rt_b).expect("runtime del");
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
 }
+
+#[test]
+fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
+    let lab = OvnLab::start("ovl-full", 1);
+    let plugins = plugins();
+    let c = conf(json!({"subnets": "10.220.0.0/30"}));
+    let vms: Vec<Vm> = (0..3).map(|i| Vm::new(&format!("fx{i}"))).collect();
+    for vm in &vms[..2] {
+        ok(&call(&plugins, &lab.nodes[0], "ADD", vm, "net1", "", &c));
+    }
+    let full = call(&plugins, &lab.nodes[0], "ADD", &vms[2], "net1", "", &c);
+    assert_eq!(full.error_code(), Some(102), "{}", full.stdout_text());
+    assert!(
+        full.stdout_text().contains("10.220.0.0/30"),
+        "{}",
+        full.stdout_text()
+    );
+    assert!(!vms[2].ns.has_link("net1"));
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 2);
+    for vm in &vms[..2] {
+        ok(&call(&plugins, &lab.nodes[0], "DEL", vm, "net1", "", &c));
+    }
+}

@@ -40,6 +40,9 @@ fn bounds(net: &IpNetwork) -> (u128, u128) {
     }
 }
 
+/// The plugin-specific code of an exhausted subnet (as whereabouts' exhausted range).
+pub const EXHAUSTED: u32 = 102;
+
 /// One free address per subnet (lowest first, skipping `skip` free ones to spread concurrent
 /// allocators), with the subnet's prefix; `used` holds every address taken in the network.
 pub fn pick(
@@ -80,10 +83,15 @@ pub fn pick(
             cur += 1;
         }
         let ip = found.or(fallback).ok_or_else(|| {
-            Error::try_again_later(format!(
-                "subnet {net} is exhausted: every address is in use or excluded"
-            ))
-            .with_details("free addresses by deleting attachments, or widen subnets")
+            // The same plugin-specific code as whereabouts' exhausted range.
+            Error::new(
+                EXHAUSTED,
+                format!(
+                    "subnet {net} is exhausted: all {} allocatable addresses are in use or excluded",
+                    last - first + 1
+                ),
+            )
+            .with_details("free addresses by deleting attachments (or GC), or widen subnets")
         })?;
         out.push(IpNetwork::new(ip, net.prefix()).expect("prefix of its own subnet"));
     }
@@ -120,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn skip_spreads_but_falls_back_and_exhaustion_is_try_again_later() {
+    fn skip_spreads_but_falls_back_and_exhaustion_is_code_102() {
         let subnets = nets(&["10.0.0.0/30"]);
         let none = HashSet::new();
         assert_eq!(
@@ -136,7 +144,8 @@ mod tests {
             .map(|s| s.parse().unwrap())
             .collect();
         let e = pick(&subnets, &[], &full, 0).unwrap_err();
-        assert_eq!(e.code, 11);
+        assert_eq!(e.code, EXHAUSTED);
+        assert!(e.msg.contains("all 2 allocatable"), "{}", e.msg);
         assert!(e.msg.contains("10.0.0.0/30"), "{}", e.msg);
     }
 }
