@@ -95,7 +95,13 @@ pub struct OvnLab {
     /// The physical network: Linux bridge `sw`, one port per node (`n<i>`).
     pub phy: Netns,
     dir: TempDir,
+    /// One lab at a time per process (dropped last, after the daemons and namespaces): several
+    /// userspace-datapath labs on two cores starve each other's ovn-controllers and tunnels.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Serialises labs within a test process.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd
@@ -170,6 +176,7 @@ impl OvnLab {
         datapath: &'static str,
     ) -> OvnLab {
         crate::require_root();
+        let serial = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new(&format!("ovn-{tag}"));
         let central = Netns::new(&format!("{tag}-c"));
         let phy = Netns::new(&format!("{tag}-phy"));
@@ -178,6 +185,7 @@ impl OvnLab {
             tor: None,
             node_bridge,
             datapath,
+            _serial: serial,
             central,
             phy,
             dir,
@@ -430,14 +438,44 @@ impl OvnLab {
                 .nodes
                 .iter()
                 .all(|node| node.try_vsctl(&["br-exists", "br-int"]));
-            if count >= n && br_int {
+            // Every node has its Geneve tunnel port to every other one.
+            let tunnels = self.nodes.iter().all(|node| {
+                let ports = node.try_vsctl_out(&["list-ports", "br-int"]);
+                ports.lines().filter(|p| p.starts_with("ovn-")).count() + 1 >= n
+            });
+            if count >= n && br_int && tunnels {
+                self.seed_tunnel_neighbours();
                 return;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "only {count} of {n} chassis registered (or br-int missing) after 20 s"
+                start.elapsed() < Duration::from_secs(30),
+                "only {count} of {n} chassis registered (or br-int or tunnels missing) after 30 s"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Tells each node's userspace tunnel code the underlay MAC of every other node, so that the
+    /// first packets of a test are not lost to address resolution of the tunnel endpoint (a
+    /// userspace-datapath pitfall; the kernel datapath resolves through the kernel).
+    fn seed_tunnel_neighbours(&self) {
+        if self.datapath != "netdev" {
+            return;
+        }
+        let macs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let out = node.ns.run_ok(&["cat", "/sys/class/net/br-phy/address"]);
+                out.trim().to_string()
+            })
+            .collect();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (j, other) in self.nodes.iter().enumerate() {
+                if i != j {
+                    node.appctl(&["tnl/neigh/set", "br-phy", &other.encap_ip, &macs[j]]);
+                }
+            }
         }
     }
 
@@ -562,6 +600,43 @@ impl OvnLab {
             .args(args))
     }
 
+    /// The state a failed traffic assertion needs: the SB's chassis and bindings, and each node's
+    /// br-int ports with their external_ids and ovn-controller's connection status.
+    pub fn diagnose(&self) -> String {
+        let mut out = String::new();
+        let sb = Command::new("ovn-sbctl")
+            .arg(format!("--db={}", self.sbdb()))
+            .arg("show")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.push_str(&format!("--- ovn-sbctl show\n{sb}"));
+        for node in &self.nodes {
+            let ifaces =
+                node.try_vsctl_out(&["--columns=name,ofport,external_ids", "list", "Interface"]);
+            out.push_str(&format!("--- {} interfaces\n{ifaces}", node.chassis));
+            let dp = Command::new("ovs-appctl")
+                .arg(format!(
+                    "--target={}",
+                    node.dir.join("ovs-vswitchd.ctl").display()
+                ))
+                .args(["dpctl/dump-flows", "-m"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            out.push_str(&format!("--- {} datapath flows\n{dp}", node.chassis));
+            let log =
+                std::fs::read_to_string(node.dir.join("ovn-controller.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out.push_str(&format!(
+                "--- {} ovn-controller.log (last lines)\n{}\n",
+                node.chassis,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+
     /// A directory of the lab for the test's own files.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -592,6 +667,15 @@ impl OvnNode {
         run(Command::new("ovs-vsctl")
             .arg(format!("--db={}", self.ovsdb()))
             .args(args))
+    }
+
+    fn try_vsctl_out(&self, args: &[&str]) -> String {
+        Command::new("ovs-vsctl")
+            .arg(format!("--db={}", self.ovsdb()))
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     fn try_vsctl(&self, args: &[&str]) -> bool {
@@ -679,11 +763,12 @@ impl Vm {
         Vm { ns, cid }
     }
 
-    /// Pings `to` until one reply arrives (the first packets over a new Geneve tunnel can be
-    /// lost while the tunnel neighbour cache fills) or 5 s pass.
+    /// Pings `to` until one reply arrives or 20 s pass: a new port's flows on the *other* nodes
+    /// come from their ovn-controller, which learns of the port asynchronously (ADD returns once
+    /// the local node installed it), and takes its time on a loaded machine.
     pub fn reaches(&self, to: &str) -> bool {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
+        while start.elapsed() < Duration::from_secs(20) {
             if self
                 .ns
                 .run(&["ping", "-c1", "-W1", "-q", to])

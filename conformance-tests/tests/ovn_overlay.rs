@@ -244,8 +244,8 @@ fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch()
     let ports = nb_json(&lab, "Logical_Switch_Port");
     assert_eq!(ports.len(), 30);
     // Everyone reaches someone on another node.
-    assert!(vms[0].reaches(&addr_of(&results[1])));
-    assert!(vms[2].reaches(&addr_of(&results[0])));
+    assert!(vms[0].reaches(&addr_of(&results[1])), "{}", lab.diagnose());
+    assert!(vms[2].reaches(&addr_of(&results[0])), "{}", lab.diagnose());
     for (i, vm) in vms.iter().enumerate() {
         ok(&call(
             &plugins,
@@ -358,7 +358,7 @@ fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
         ovsdb_map(&p["options"])["requested-chassis"],
         lab.nodes[1].chassis
     );
-    assert!(filler.reaches(&addr_of(&second)));
+    assert!(filler.reaches(&addr_of(&second)), "{}", lab.diagnose());
     ok(&call(
         &plugins,
         &lab.nodes[1],
@@ -406,7 +406,7 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     ));
     let ip = addr_of(&s);
     let mac = s["interfaces"][1]["mac"].as_str().unwrap().to_string();
-    assert!(client.reaches(&ip));
+    assert!(client.reaches(&ip), "{}", lab.diagnose());
     let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
 
     // Target pod on node 2: the port is bound to both nodes, activated on RARP.
@@ -504,7 +504,7 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     ok(&call(&plugins, &lab.nodes[0], "ADD", &a, "net1", "", &c));
     let rb = ok(&call(&plugins, &lab.nodes[1], "ADD", &b, "net1", "", &c));
     let target = addr_of(&rb);
-    assert!(a.reaches(&target));
+    assert!(a.reaches(&target), "{}", lab.diagnose());
     // Forged IP: a second address on the interface, used as the source.
     a.ns.run_ok(&["ip", "addr", "add", "10.200.0.77/24", "dev", "net1"]);
     let forged_ip =
@@ -757,7 +757,8 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
     b.ns.run_ok(&["ip", "addr", "add", "192.168.50.2/24", "dev", "net1"]);
     assert!(
         a.reaches("192.168.50.2"),
-        "the L2 overlay does not carry traffic"
+        "the L2 overlay does not carry traffic: {}",
+        lab.diagnose()
     );
     let del = libcni.del(&on_node(0), &rt_a);
     assert!(del.ok(), "libcni del: {del}");
