@@ -579,3 +579,19 @@ fn errors_in_flat_file_keys_say_where_they_came_from() {
         e.details
     );
 }
+
+#[test]
+fn the_example_flat_file_points_at_etcd_over_tls() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/whereabouts.conf"
+    );
+    let conf = net_conf(json!({"range": "10.0.0.0/24"}));
+    let c = parse_with_paths(&conf, &args(""), &[Path::new(example)]).unwrap();
+    let Datastore::Etcd(e) = c.datastore else {
+        panic!("the example flat file does not select etcd")
+    };
+    assert_eq!(e.endpoints.len(), 3);
+    assert!(e.endpoints.iter().all(|u| u.starts_with("https://")));
+    assert!(e.ca_file.is_some() && e.cert_file.is_some() && e.key_file.is_some());
+}

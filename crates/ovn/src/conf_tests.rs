@@ -174,9 +174,23 @@ fn every_key_the_plugin_accepts_is_documented() {
     let doc = include_str!("../../../docs/ovn-overlay.md");
     let mut missing = cni::introspect::undocumented::<Raw>(doc);
     missing.extend(cni::introspect::undocumented::<NodeFile>(doc));
-    assert!(missing.is_empty(), "docs/ovn-overlay.md does not document {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/ovn-overlay.md does not document {missing:?}"
+    );
     let localnet = include_str!("../../../docs/localnet.md");
     for key in ["vlanID", "physicalNetworkName", "mtu"] {
-        assert!(localnet.contains(&format!("`{key}`")), "docs/localnet.md lacks {key}");
+        assert!(
+            localnet.contains(&format!("`{key}`")),
+            "docs/localnet.md lacks {key}"
+        );
     }
+}
+
+#[test]
+fn the_example_per_node_file_parses() {
+    let f: NodeFile =
+        serde_json::from_str(include_str!("../../../deploy/examples/ovn-node.json")).unwrap();
+    assert!(f.nbdb.unwrap().starts_with("tcp:"));
+    assert_eq!(f.ovsdb.as_deref(), Some(DEFAULT_OVSDB));
 }
