@@ -902,3 +902,18 @@ pub fn call(
         .stdin_json(conf)
         .run()
 }
+
+/// Announces `mac` from `ifname` in `ns` as QEMU does after a live migration: RARP frames
+/// (ethertype 0x8035, "reverse request"), five rounds 50, 150, ..., 450 ms apart (QEMU's
+/// announce-initial / announce-step defaults). OVN's `activation-strategy=rarp` waits for one.
+pub fn send_rarp(ns: &Netns, ifname: &str, mac: &str) {
+    let script = format!(
+        "import socket, time\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('{ifname}',0))\n\
+         m=bytes.fromhex('{}')\n\
+         arp=b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4\n\
+         for i in range(5):\n    s.send(b'\\xff'*6+m+b'\\x80\\x35'+arp+b'\\x00'*18)\n    time.sleep(0.05+0.1*i)\n",
+        mac.replace(':', "")
+    );
+    ns.run_ok(&["/usr/bin/python3", "-c", &script]);
+}

@@ -183,7 +183,8 @@ fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
     // with the userspace datapath).
     assert!(
         vm1.reaches(&addr_of(&r2)),
-        "vm1 cannot reach vm2 over the overlay"
+        "vm1 cannot reach vm2 over the overlay: {}",
+        lab.diagnose()
     );
     assert_eq!(
         tcp_transfer(&vm1, &vm2, &addr_of(&r2), 2_000_000),
@@ -258,19 +259,6 @@ fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch()
         ));
     }
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
-}
-
-/// Sends the RARP QEMU sends after a live migration, from `ifname` in `vm` with `mac`.
-fn send_rarp(vm: &Vm, ifname: &str, mac: &str) {
-    let script = format!(
-        "import socket\n\
-         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('{ifname}',0))\n\
-         m=bytes.fromhex('{}')\n\
-         arp=b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4\n\
-         s.send(b'\\xff'*6+m+b'\\x80\\x35'+arp+b'\\x00'*18)\n",
-        mac.replace(':', "")
-    );
-    vm.ns.run_ok(&["python3", "-c", &script]);
 }
 
 /// Received ICMP sequence numbers of a `ping` transcript.
@@ -449,7 +437,7 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     src.ns.run_ok(&["ip", "link", "set", "net1", "down"]);
-    send_rarp(&dst, "net1", &mac);
+    conformance_tests::ovn::send_rarp(&dst.ns, "net1", &mac);
     ok(&call(
         &plugins,
         &lab.nodes[0],
@@ -462,7 +450,9 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     let out = pinger.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let seqs = received_seqs(&text);
-    let last = *seqs.last().expect("no reply at all");
+    let Some(&last) = seqs.last() else {
+        panic!("no reply at all during the migration: {}", lab.diagnose());
+    };
     assert!(last >= 490, "replies stopped after the migration: {text}");
     let max_gap = seqs.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1);
     // ping -i 0.01 sends one request per ~10-16 ms here: the gap in requests is the outage.

@@ -1181,7 +1181,10 @@ fn migration_outage(lab: &OvnLab) -> String {
         .next()
         .unwrap()
         .to_string();
-    let mac = s["interfaces"][1]["mac"].as_str().unwrap().replace(':', "");
+    let mac = s["interfaces"][1]["mac"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for _ in 0..50 {
         if cli.run(&["ping", "-c1", "-W1", &ip]).status.success() {
             break;
@@ -1207,12 +1210,7 @@ fn migration_outage(lab: &OvnLab) -> String {
         .expect("ping");
     std::thread::sleep(std::time::Duration::from_millis(1000));
     src.run_ok(&["ip", "link", "set", "net1", "down"]);
-    let rarp = format!(
-        "import socket\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('net1',0))\n\
-         m=bytes.fromhex('{mac}')\n\
-         s.send(b'\\xff'*6+m+b'\\x80\\x35'+b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4+b'\\x00'*18)\n"
-    );
-    dst.run_ok(&["/usr/bin/python3", "-c", &rarp]);
+    conformance_tests::ovn::send_rarp(&dst, "net1", &mac);
     call(0, "DEL", &src, &conf(0));
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
