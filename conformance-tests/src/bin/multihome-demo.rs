@@ -169,6 +169,10 @@ fn demo() -> usize {
             lab.nodes[i].chassis
         );
     }
+    println!(
+        "(the documentation's two NNCPs both use ens4; a NIC can be the port of one bridge only, \
+         so br0-ovs takes the node's second NIC here)"
+    );
 
     let plugins = PluginDir::ours(&["bridge", "whereabouts", "static", "ovn-overlay"])
         .with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"));
