@@ -4,7 +4,6 @@
 //! every step is tried, what is already gone is fine, failures are reported together.
 
 use cni::{Call, Command, Error};
-use netns::NetNs;
 
 use crate::conf::BridgeConf;
 use crate::node::{self, kernel};
@@ -21,7 +20,7 @@ pub fn del(call: &Call) -> Result<(), Error> {
         }
     }
     remove_rules(call, &conf, &mut errors);
-    node::joined(errors)
+    Error::joined(errors)
 }
 
 /// Deletes CNI_IFNAME in CNI_NETNS when both still exist.
@@ -29,27 +28,12 @@ fn remove_container_link(call: &Call) -> Result<(), Error> {
     let Some(path) = &call.env.netns else {
         return Ok(());
     };
-    let ns = match NetNs::open(path) {
-        Ok(ns) => ns,
-        Err(netns::Error::NotFound { .. }) => return Ok(()),
-        Err(e) => {
-            return Err(Error::invalid_env(format!(
-                "CNI_NETNS={}: {e}",
-                path.display()
-            )))
+    netlink::del_container_veth(path, &call.env.ifname).map_err(|e| match e {
+        netlink::ContainerLinkError::Netns(e) => {
+            Error::invalid_env(format!("CNI_NETNS={}: {e}", path.display()))
         }
-    };
-    let nl = node::container_netlink(&ns)?;
-    let Some(link) = nl.link_by_name(&call.env.ifname).map_err(kernel)? else {
-        return Ok(());
-    };
-    if !link.is_veth() {
-        // Not ours: a bridge attachment's container end is always a veth.
-        return Ok(());
-    }
-    nl.del_link(link.index, &link.name)
-        .map(|_| ())
-        .map_err(kernel)
+        netlink::ContainerLinkError::Kernel(e) => kernel(e),
+    })
 }
 
 /// The spoof-check chains and masquerade rules of this attachment. Without an `nft` program

@@ -91,7 +91,7 @@ pub fn gc(call: &Call) -> Result<(), Error> {
             errors.push(e);
         }
     }
-    node::joined(errors)
+    Error::joined(errors)
 }
 
 /// STATUS: the bridge name is usable (missing is fine: ADD creates it), nft exists when rules

@@ -113,19 +113,6 @@ pub fn wait_port_up(nl: &Netlink, port: &Link) -> Result<Link, Error> {
     }
 }
 
-/// Joins the errors of a best-effort operation: the first one with the others as details.
-pub fn joined(mut errors: Vec<Error>) -> Result<(), Error> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let first = errors.remove(0);
-    if errors.is_empty() {
-        return Err(first);
-    }
-    let rest: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
-    Err(first.with_details(format!("also: {}", rest.join("; "))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,20 @@ impl Error {
         Self::new(code::INTERNAL, msg)
     }
 
+    /// The outcome of a best-effort verb (DEL, GC) that tried every step: Ok without errors,
+    /// else the first error with the others' messages as details.
+    pub fn joined(mut errors: Vec<Error>) -> Result<(), Error> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let first = errors.remove(0);
+        if errors.is_empty() {
+            return Err(first);
+        }
+        let rest: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
+        Err(first.with_details(format!("also: {}", rest.join("; "))))
+    }
+
     /// Prefixes the message with context, keeping code and details.
     pub fn context(mut self, what: impl fmt::Display) -> Self {
         self.msg = format!("{what}: {}", self.msg);
@@ -164,6 +178,23 @@ impl From<std::io::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_keeps_the_first_error_and_lists_the_others() {
+        assert!(Error::joined(vec![]).is_ok());
+        let one = Error::joined(vec![Error::io("disk")]).unwrap_err();
+        assert_eq!((one.code, one.details.as_str()), (5, ""));
+        let e = Error::joined(vec![
+            Error::io("a"),
+            Error::internal("b"),
+            Error::internal("c"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str(), e.details.as_str()),
+            (5, "a", "also: b; c")
+        );
+    }
 
     #[test]
     fn json_shape_has_all_four_keys() {

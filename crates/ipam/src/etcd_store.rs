@@ -21,7 +21,6 @@
 //! quorum they fail as "try again later" (code 11) within the request timeout, at once when the
 //! member knows it has no leader, at the latest when the timeout runs out.
 
-use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -784,20 +783,6 @@ impl Store for EtcdStore {
 
     fn pools(&self) -> Result<Vec<PoolId>, StoreError> {
         self.pool_ids()
-    }
-
-    fn gc(
-        &self,
-        id: &PoolId,
-        valid: &BTreeSet<(String, String)>,
-    ) -> Result<Vec<Reservation>, StoreError> {
-        let mut freed = Vec::new();
-        for r in self.list(id)? {
-            if !valid.contains(&r.owner.attachment()) && self.release_ip(id, r.ip, &r.owner)? {
-                freed.push(r);
-            }
-        }
-        Ok(freed)
     }
 
     fn status(&self) -> Result<(), StoreError> {

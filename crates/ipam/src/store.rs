@@ -127,11 +127,20 @@ pub trait Store {
     /// Every pool the store holds.
     fn pools(&self) -> Result<Vec<PoolId>, StoreError>;
     /// Releases every reservation whose (container ID, ifname) is not in `valid`; returns them.
+    /// Each release checks the owner again, so an ADD racing the GC keeps its address.
     fn gc(
         &self,
         pool: &PoolId,
         valid: &BTreeSet<(String, String)>,
-    ) -> Result<Vec<Reservation>, StoreError>;
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let mut freed = Vec::new();
+        for r in self.list(pool)? {
+            if !valid.contains(&r.owner.attachment()) && self.release_ip(pool, r.ip, &r.owner)? {
+                freed.push(r);
+            }
+        }
+        Ok(freed)
+    }
     /// Ok when ADD could be served: reachable, writable, readable.
     fn status(&self) -> Result<(), StoreError>;
 }

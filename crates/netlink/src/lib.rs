@@ -26,7 +26,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 
 pub use addr::Address;
 pub use error::Error;
-pub use link::{BridgePort, Link, LinkChange, VethSpec};
+pub use link::{del_container_veth, BridgePort, ContainerLinkError, Link, LinkChange, VethSpec};
 pub use mac::Mac;
 pub use route::Route;
 

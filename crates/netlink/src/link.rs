@@ -480,3 +480,34 @@ fn bridge_vlan_message(
     msg.attributes.push(LinkAttribute::AfSpecBridge(specs));
     msg
 }
+
+/// Why [`del_container_veth`] failed.
+#[derive(Debug)]
+pub enum ContainerLinkError {
+    /// The path exists but is not a usable namespace.
+    Netns(netns::Error),
+    /// The kernel refused the lookup or the deletion.
+    Kernel(Error),
+}
+
+/// DEL of a veth attachment's container end: deletes `ifname` in the namespace at `path` when
+/// both still exist (its host peer goes with it). A namespace or interface already gone is
+/// success; an interface that is not a veth is left alone (it is not an attachment's).
+pub fn del_container_veth(path: &std::path::Path, ifname: &str) -> Result<(), ContainerLinkError> {
+    let ns = match netns::NetNs::open(path) {
+        Ok(ns) => ns,
+        Err(netns::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(ContainerLinkError::Netns(e)),
+    };
+    let nl = Netlink::connect_in(&ns).map_err(ContainerLinkError::Kernel)?;
+    match nl
+        .link_by_name(ifname)
+        .map_err(ContainerLinkError::Kernel)?
+    {
+        Some(link) if link.is_veth() => nl
+            .del_link(link.index, &link.name)
+            .map(|_| ())
+            .map_err(ContainerLinkError::Kernel),
+        _ => Ok(()),
+    }
+}

@@ -275,10 +275,7 @@ impl Add<'_> {
                 "options": port::map_value(&options),
                 "external_ids": port::map_value(&ext),
             });
-            if nb.insert_port(&snap, row)? {
-                let created = nb.port_by_name(&name)?.ok_or_else(|| {
-                    Error::internal(format!("logical port {name} vanished after its creation"))
-                })?;
+            if let Some(created) = nb.insert_port(&snap, row)? {
                 return Ok(Claimed::Created(created));
             }
             if start.elapsed() > Duration::from_secs(20) {

@@ -4,7 +4,6 @@
 
 use cni::{Call, Error};
 use netlink::Netlink;
-use netns::NetNs;
 
 use crate::conf::{OvnConf, Topology, Who};
 use crate::nb::Nb;
@@ -32,7 +31,7 @@ pub fn del(call: &Call, default_topology: Option<Topology>) -> Result<(), Error>
             errors.push(e);
         }
     }
-    joined(errors)
+    Error::joined(errors)
 }
 
 /// This attachment's ports on br-int (found by their external_ids, so also after a reboot
@@ -59,26 +58,12 @@ fn remove_container_link(call: &Call) -> Result<(), Error> {
     let Some(path) = &call.env.netns else {
         return Ok(());
     };
-    let ns = match NetNs::open(path) {
-        Ok(ns) => ns,
-        Err(netns::Error::NotFound { .. }) => return Ok(()),
-        Err(e) => {
-            return Err(Error::invalid_env(format!(
-                "CNI_NETNS={}: {e}",
-                path.display()
-            )))
+    netlink::del_container_veth(path, &call.env.ifname).map_err(|e| match e {
+        netlink::ContainerLinkError::Netns(e) => {
+            Error::invalid_env(format!("CNI_NETNS={}: {e}", path.display()))
         }
-    };
-    let nl = Netlink::connect_in(&ns).map_err(port::kernel)?;
-    let Some(link) = nl.link_by_name(&call.env.ifname).map_err(port::kernel)? else {
-        return Ok(());
-    };
-    if !link.is_veth() {
-        return Ok(());
-    }
-    nl.del_link(link.index, &link.name)
-        .map(|_| ())
-        .map_err(port::kernel)
+        netlink::ContainerLinkError::Kernel(e) => port::kernel(e),
+    })
 }
 
 /// This attachment's hold on its logical port (found by name, else by holder).
@@ -98,17 +83,4 @@ fn release_logical_port(conf: &OvnConf, who: &Who, chassis: &str) -> Result<(), 
         Some(p) => port::release(&mut nb, &snap, &p, chassis, &token),
         None => Ok(()),
     }
-}
-
-/// The first error with the others as details.
-pub fn joined(mut errors: Vec<Error>) -> Result<(), Error> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let first = errors.remove(0);
-    if errors.is_empty() {
-        return Err(first);
-    }
-    let rest: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
-    Err(first.with_details(format!("also: {}", rest.join("; "))))
 }

@@ -11,7 +11,7 @@ use netlink::Netlink;
 use crate::conf::{OvnConf, Topology};
 use crate::nb::Nb;
 use crate::node::Ovs;
-use crate::{del, names, port};
+use crate::{names, port};
 
 pub fn gc(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {
     let conf = OvnConf::from_call(call, default_topology)?;
@@ -78,7 +78,7 @@ pub fn gc(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> 
             conf.network, info.chassis
         ),
     );
-    del::joined(errors)
+    Error::joined(errors)
 }
 
 pub fn status(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {

@@ -294,9 +294,10 @@ impl Nb {
         )))
     }
 
-    /// Inserts `port` into the switch if `ports` still is what `snap` read. Ok(false) when it
-    /// changed (re-read and retry).
-    pub fn insert_port(&mut self, snap: &Snapshot, row: Value) -> Result<bool, Error> {
+    /// Inserts `row` into the switch if `ports` still is what `snap` read, returning the new
+    /// port; Ok(None) when `ports` changed (re-read and retry).
+    pub fn insert_port(&mut self, snap: &Snapshot, row: Value) -> Result<Option<Port>, Error> {
+        let mut port = row.clone();
         let txn = [
             ops::wait_eq(
                 "Logical_Switch",
@@ -316,8 +317,12 @@ impl Nb {
             ),
         ];
         match self.transact(&txn) {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_wait_failed() => Ok(false),
+            Ok(results) => {
+                // The row as written, with the UUID the insert reported: no read-back.
+                port["_uuid"] = results[1]["uuid"].clone();
+                Ok(Some(Port::from_row(&port)))
+            }
+            Err(e) if e.is_wait_failed() => Ok(None),
             Err(e) => Err(err(e)),
         }
     }

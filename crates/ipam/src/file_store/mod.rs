@@ -557,20 +557,6 @@ impl Store for FileStore {
         Ok(out)
     }
 
-    fn gc(
-        &self,
-        id: &PoolId,
-        valid: &BTreeSet<(String, String)>,
-    ) -> Result<Vec<Reservation>, StoreError> {
-        let mut freed = Vec::new();
-        for r in self.list(id)? {
-            if !valid.contains(&r.owner.attachment()) && self.release_ip(id, r.ip, &r.owner)? {
-                freed.push(r);
-            }
-        }
-        Ok(freed)
-    }
-
     fn status(&self) -> Result<(), StoreError> {
         ensure_dir(&self.root)?;
         let probe = self
