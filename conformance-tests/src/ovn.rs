@@ -139,6 +139,33 @@ fn daemon_args(dir: &Path, name: &str) -> Vec<String> {
     args
 }
 
+/// An Open vSwitch of its own in `ns`: a fresh DB in `dir`, its ovsdb-server and ovs-vswitchd
+/// (pidfiles, logs and sockets in `dir`); returns the DB's socket.
+fn start_open_vswitch(ns: &Netns, dir: &Path) -> PathBuf {
+    let db = dir.join("conf.db");
+    run(Command::new("ovsdb-tool")
+        .arg("create")
+        .arg(&db)
+        .arg("/usr/share/openvswitch/vswitch.ovsschema"));
+    let sock = dir.join("db.sock");
+    let mut cmd = in_ns(ns, &["ovsdb-server"]);
+    cmd.arg(&db)
+        .arg(format!("--remote=punix:{}", sock.display()))
+        .args(daemon_args(dir, "ovsdb-server"));
+    run(&mut cmd);
+    wait_for(&sock, "ovsdb-server");
+    run(Command::new("ovs-vsctl")
+        .arg(format!("--db=unix:{}", sock.display()))
+        .args(["--no-wait", "init"]));
+    let mut cmd = in_ns(ns, &["env"]);
+    cmd.arg(format!("OVS_RUNDIR={}", dir.display()))
+        .arg("ovs-vswitchd")
+        .arg(format!("unix:{}", sock.display()))
+        .args(daemon_args(dir, "ovs-vswitchd"));
+    run(&mut cmd);
+    sock
+}
+
 fn wait_for(path: &Path, what: &str) {
     let start = Instant::now();
     while !path.exists() {
@@ -298,25 +325,7 @@ impl OvnLab {
             &["ip", "link", "set", &sw_port, "master", "sw", "up"],
         ));
         run(&mut in_ns(ns, &["ip", "link", "set", "ul", "up"]));
-        let db = dir.join("conf.db");
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(&db)
-            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
-        let sock = dir.join("db.sock");
-        let mut cmd = in_ns(ns, &["ovsdb-server"]);
-        cmd.arg(&db)
-            .arg(format!("--remote=punix:{}", sock.display()))
-            .args(daemon_args(&dir, "ovsdb-server"));
-        run(&mut cmd);
-        wait_for(&sock, "ovsdb-server");
-        node.vsctl(&["--no-wait", "init"]);
-        let mut cmd = in_ns(&node.ns, &["env"]);
-        cmd.arg(format!("OVS_RUNDIR={}", dir.display()))
-            .arg("ovs-vswitchd")
-            .arg(format!("unix:{}", sock.display()))
-            .args(daemon_args(&dir, "ovs-vswitchd"));
-        run(&mut cmd);
+        let sock = start_open_vswitch(ns, &dir);
         let dp = format!("datapath_type={}", self.datapath);
         if self.datapath == "system" {
             // ovs-vswitchd does not load the module itself; OVN's tunnels need Geneve too.
@@ -488,25 +497,7 @@ impl OvnLab {
             dir: dir.clone(),
         });
         let tor = self.tor.as_ref().expect("just set");
-        let db = dir.join("conf.db");
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(&db)
-            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
-        let sock = dir.join("db.sock");
-        let mut cmd = in_ns(&tor.ns, &["ovsdb-server"]);
-        cmd.arg(&db)
-            .arg(format!("--remote=punix:{}", sock.display()))
-            .args(daemon_args(&dir, "ovsdb-server"));
-        run(&mut cmd);
-        wait_for(&sock, "ovsdb-server");
-        tor.vsctl(&["--no-wait", "init"]);
-        let mut cmd = in_ns(&tor.ns, &["env"]);
-        cmd.arg(format!("OVS_RUNDIR={}", dir.display()))
-            .arg("ovs-vswitchd")
-            .arg(format!("unix:{}", sock.display()))
-            .args(daemon_args(&dir, "ovs-vswitchd"));
-        run(&mut cmd);
+        start_open_vswitch(&tor.ns, &dir);
         tor.vsctl(&[
             "add-br",
             "br-tor",
@@ -916,4 +907,19 @@ pub fn send_rarp(ns: &Netns, ifname: &str, mac: &str) {
         mac.replace(':', "")
     );
     ns.run_ok(&["/usr/bin/python3", "-c", &script]);
+}
+
+/// Received ICMP sequence numbers of a `ping` transcript.
+pub fn received_seqs(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use conformance_tests::ovn::{
-    addr_of, lsp, nb_rows as nb_json, ok_json as ok, ovsdb_map, ovsdb_strings, pod_args, OvnNode,
-    Vm,
+    addr_of, lsp, nb_rows as nb_json, ok_json as ok, ovsdb_map, ovsdb_strings, pod_args,
+    received_seqs, OvnNode, Vm,
 };
 use conformance_tests::plugin::nad_config;
 use conformance_tests::{ours, CniVars, Invocation, Outcome, OvnLab, PluginDir};
@@ -52,6 +52,18 @@ fn call(
         args,
         conf,
     )
+}
+
+/// A call that must succeed, on interface net1; its result (Null for DEL's empty output).
+fn step(
+    plugins: &PluginDir,
+    node: &OvnNode,
+    command: &str,
+    vm: &Vm,
+    args: &str,
+    conf: &Value,
+) -> Value {
+    ok(&call(plugins, node, command, vm, "net1", args, conf))
 }
 
 /// Sends `bytes` over TCP from `from` to a server in `to` listening on `addr`; returns what the
@@ -101,24 +113,22 @@ fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
     let plugins = plugins();
     let c = conf(json!({}));
     let (vm1, vm2) = (Vm::new("vm1"), Vm::new("vm2"));
-    let r1 = ok(&call(
+    let r1 = step(
         &plugins,
         &lab.nodes[0],
         "ADD",
         &vm1,
-        "net1",
         &pod_args("my-vm-namespace", "virt-launcher-a"),
         &c,
-    ));
-    let r2 = ok(&call(
+    );
+    let r2 = step(
         &plugins,
         &lab.nodes[1],
         "ADD",
         &vm2,
-        "net1",
         &pod_args("my-vm-namespace", "virt-launcher-b"),
         &c,
-    ));
+    );
     assert_eq!(r1["ips"][0]["address"], "10.200.0.1/24");
     assert_eq!(r2["ips"][0]["address"], "10.200.0.2/24");
     assert_eq!(r1["interfaces"][1]["name"], "net1");
@@ -194,15 +204,14 @@ fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
 
     // DEL removes the port from NB and OVS; twice is fine.
     for _ in 0..2 {
-        ok(&call(
+        step(
             &plugins,
             &lab.nodes[0],
             "DEL",
             &vm1,
-            "net1",
             &pod_args("my-vm-namespace", "virt-launcher-a"),
             &c,
-        ));
+        );
     }
     assert!(
         lsp(&lab, name).is_none(),
@@ -211,15 +220,14 @@ fn vms_on_two_nodes_talk_over_geneve_with_the_ovn_kubernetes_rows() {
     assert!(!vm1.ns.has_link("net1"));
     let ports = lab.nodes[0].vsctl(&["list-ports", "br-int"]);
     assert!(!ports.contains(host), "{ports}");
-    ok(&call(
+    step(
         &plugins,
         &lab.nodes[1],
         "DEL",
         &vm2,
-        "net1",
         &pod_args("my-vm-namespace", "virt-launcher-b"),
         &c,
-    ));
+    );
 }
 
 #[test]
@@ -234,7 +242,7 @@ fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch()
             .enumerate()
             .map(|(i, vm)| {
                 let (lab, plugins, c) = (&lab, &plugins, &c);
-                s.spawn(move || ok(&call(plugins, &lab.nodes[i % 3], "ADD", vm, "net1", "", c)))
+                s.spawn(move || step(plugins, &lab.nodes[i % 3], "ADD", vm, "", c))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -248,32 +256,9 @@ fn thirty_concurrent_adds_from_three_nodes_get_thirty_addresses_and_one_switch()
     assert!(vms[0].reaches(&addr_of(&results[1])), "{}", lab.diagnose());
     assert!(vms[2].reaches(&addr_of(&results[0])), "{}", lab.diagnose());
     for (i, vm) in vms.iter().enumerate() {
-        ok(&call(
-            &plugins,
-            &lab.nodes[i % 3],
-            "DEL",
-            vm,
-            "net1",
-            "",
-            &c,
-        ));
+        step(&plugins, &lab.nodes[i % 3], "DEL", vm, "", &c);
     }
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
-}
-
-/// Received ICMP sequence numbers of a `ping` transcript.
-fn received_seqs(out: &str) -> Vec<u64> {
-    out.lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            l.split("icmp_seq=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
 }
 
 fn persistent_conf() -> Value {
@@ -289,26 +274,24 @@ fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
     let c = persistent_conf();
     let other = conf(json!({}));
     let (vm, filler, again) = (Vm::new("p1"), Vm::new("p2"), Vm::new("p3"));
-    let first = ok(&call(
+    let first = step(
         &plugins,
         &lab.nodes[0],
         "ADD",
         &vm,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-1"),
         &c,
-    ));
+    );
     let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
     assert!(lsp(&lab, port).is_some(), "claim-named port {port} missing");
-    ok(&call(
+    step(
         &plugins,
         &lab.nodes[0],
         "DEL",
         &vm,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-1"),
         &c,
-    ));
+    );
     // Parked: still there with its addresses, bound nowhere.
     let parked = lsp(&lab, port).expect("a persistent port is parked, not deleted");
     assert!(
@@ -316,26 +299,17 @@ fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
         "{parked}"
     );
     // Someone else cannot take the parked address.
-    let f = ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "ADD",
-        &filler,
-        "net1",
-        "",
-        &other,
-    ));
+    let f = step(&plugins, &lab.nodes[1], "ADD", &filler, "", &other);
     assert_ne!(addr_of(&f), addr_of(&first));
     // The VM comes back on the other node: same MAC and IP.
-    let second = ok(&call(
+    let second = step(
         &plugins,
         &lab.nodes[1],
         "ADD",
         &again,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-2"),
         &c,
-    ));
+    );
     assert_eq!(second["ips"], first["ips"]);
     assert_eq!(
         second["interfaces"][1]["mac"],
@@ -347,24 +321,15 @@ fn a_persistent_claim_keeps_mac_and_ip_when_the_vm_restarts_on_another_node() {
         lab.nodes[1].chassis
     );
     assert!(filler.reaches(&addr_of(&second)), "{}", lab.diagnose());
-    ok(&call(
+    step(
         &plugins,
         &lab.nodes[1],
         "DEL",
         &again,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-2"),
         &c,
-    ));
-    ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "DEL",
-        &filler,
-        "net1",
-        "",
-        &other,
-    ));
+    );
+    step(&plugins, &lab.nodes[1], "DEL", &filler, "", &other);
 }
 
 #[test]
@@ -374,39 +339,29 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     let c = persistent_conf();
     let plain = conf(json!({}));
     let (src, dst, client) = (Vm::new("src"), Vm::new("dst"), Vm::new("cli"));
-    let s = ok(&call(
+    let s = step(
         &plugins,
         &lab.nodes[0],
         "ADD",
         &src,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-src"),
         &c,
-    ));
-    ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "ADD",
-        &client,
-        "net1",
-        "",
-        &plain,
-    ));
+    );
+    step(&plugins, &lab.nodes[1], "ADD", &client, "", &plain);
     let ip = addr_of(&s);
     let mac = s["interfaces"][1]["mac"].as_str().unwrap().to_string();
     assert!(client.reaches(&ip), "{}", lab.diagnose());
     let port = "my.vm.namespace.private.overlay_ns1_vm-a.net1";
 
     // Target pod on node 2: the port is bound to both nodes, activated on RARP.
-    let d = ok(&call(
+    let d = step(
         &plugins,
         &lab.nodes[2],
         "ADD",
         &dst,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-dst"),
         &c,
-    ));
+    );
     assert_eq!(d["ips"], s["ips"]);
     assert_eq!(d["interfaces"][1]["mac"], mac.as_str());
     let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
@@ -438,15 +393,14 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     std::thread::sleep(Duration::from_millis(1500));
     src.ns.run_ok(&["ip", "link", "set", "net1", "down"]);
     conformance_tests::ovn::send_rarp(&dst.ns, "net1", &mac);
-    ok(&call(
+    step(
         &plugins,
         &lab.nodes[0],
         "DEL",
         &src,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-src"),
         &c,
-    ));
+    );
     let out = pinger.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let seqs = received_seqs(&text);
@@ -465,24 +419,15 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
     assert_eq!(opts["requested-chassis"], lab.nodes[2].chassis);
     assert!(!opts.contains_key("activation-strategy"));
-    ok(&call(
+    step(
         &plugins,
         &lab.nodes[2],
         "DEL",
         &dst,
-        "net1",
         &pod_args("ns1", "virt-launcher-a-dst"),
         &c,
-    ));
-    ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "DEL",
-        &client,
-        "net1",
-        "",
-        &plain,
-    ));
+    );
+    step(&plugins, &lab.nodes[1], "DEL", &client, "", &plain);
 }
 
 #[test]
@@ -491,8 +436,8 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     let plugins = plugins();
     let c = conf(json!({}));
     let (a, b) = (Vm::new("sa"), Vm::new("sb"));
-    ok(&call(&plugins, &lab.nodes[0], "ADD", &a, "net1", "", &c));
-    let rb = ok(&call(&plugins, &lab.nodes[1], "ADD", &b, "net1", "", &c));
+    step(&plugins, &lab.nodes[0], "ADD", &a, "", &c);
+    let rb = step(&plugins, &lab.nodes[1], "ADD", &b, "", &c);
     let target = addr_of(&rb);
     assert!(a.reaches(&target), "{}", lab.diagnose());
     // Forged IP: a second address on the interface, used as the source.
@@ -509,8 +454,8 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     a.ns.run_ok(&["ip", "link", "set", "net1", "address", "0a:58:0a:c8:00:99"]);
     a.ns.run(&["ip", "neigh", "flush", "all"]);
     assert!(!a.pings(&target), "a forged source MAC got through");
-    ok(&call(&plugins, &lab.nodes[0], "DEL", &a, "net1", "", &c));
-    ok(&call(&plugins, &lab.nodes[1], "DEL", &b, "net1", "", &c));
+    step(&plugins, &lab.nodes[0], "DEL", &a, "", &c);
+    step(&plugins, &lab.nodes[1], "DEL", &b, "", &c);
 }
 
 #[test]
@@ -519,25 +464,9 @@ fn gc_removes_this_nodes_stale_ports_and_keeps_the_valid_and_the_other_nodes() {
     let plugins = plugins();
     let c = conf(json!({}));
     let (keep, stale, remote) = (Vm::new("gk"), Vm::new("gs"), Vm::new("gr"));
-    let rk = ok(&call(&plugins, &lab.nodes[0], "ADD", &keep, "net1", "", &c));
-    let rs = ok(&call(
-        &plugins,
-        &lab.nodes[0],
-        "ADD",
-        &stale,
-        "net1",
-        "",
-        &c,
-    ));
-    ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "ADD",
-        &remote,
-        "net1",
-        "",
-        &c,
-    ));
+    let rk = step(&plugins, &lab.nodes[0], "ADD", &keep, "", &c);
+    let rs = step(&plugins, &lab.nodes[0], "ADD", &stale, "", &c);
+    step(&plugins, &lab.nodes[1], "ADD", &remote, "", &c);
     let mut gc = c.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": keep.cid, "ifname": "net1"}]);
     let vars = CniVars {
@@ -569,25 +498,9 @@ fn gc_removes_this_nodes_stale_ports_and_keeps_the_valid_and_the_other_nodes() {
     assert!(!lab.nodes[0]
         .ns
         .has_link(rs["interfaces"][0]["name"].as_str().unwrap()));
-    ok(&call(&plugins, &lab.nodes[0], "DEL", &keep, "net1", "", &c));
-    ok(&call(
-        &plugins,
-        &lab.nodes[0],
-        "DEL",
-        &stale,
-        "net1",
-        "",
-        &c,
-    ));
-    ok(&call(
-        &plugins,
-        &lab.nodes[1],
-        "DEL",
-        &remote,
-        "net1",
-        "",
-        &c,
-    ));
+    step(&plugins, &lab.nodes[0], "DEL", &keep, "", &c);
+    step(&plugins, &lab.nodes[0], "DEL", &stale, "", &c);
+    step(&plugins, &lab.nodes[1], "DEL", &remote, "", &c);
 }
 
 #[test]
@@ -660,10 +573,10 @@ fn check_passes_after_add_and_fails_after_a_deliberate_breakage() {
     let c = conf(json!({}));
     let vm = Vm::new("ck");
     let node = &lab.nodes[0];
-    let r = ok(&call(&plugins, node, "ADD", &vm, "net1", "", &c));
+    let r = step(&plugins, node, "ADD", &vm, "", &c);
     let mut with_prev = c.clone();
     with_prev["prevResult"] = r.clone();
-    ok(&call(&plugins, node, "CHECK", &vm, "net1", "", &with_prev));
+    step(&plugins, node, "CHECK", &vm, "", &with_prev);
     vm.ns.run_ok(&["ip", "addr", "flush", "dev", "net1"]);
     let bad = call(&plugins, node, "CHECK", &vm, "net1", "", &with_prev);
     assert_eq!(bad.error_code(), Some(100), "{}", bad.stdout_text());
@@ -763,7 +676,7 @@ fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     let c = conf(json!({"subnets": "10.220.0.0/30"}));
     let vms: Vec<Vm> = (0..3).map(|i| Vm::new(&format!("fx{i}"))).collect();
     for vm in &vms[..2] {
-        ok(&call(&plugins, &lab.nodes[0], "ADD", vm, "net1", "", &c));
+        step(&plugins, &lab.nodes[0], "ADD", vm, "", &c);
     }
     let full = call(&plugins, &lab.nodes[0], "ADD", &vms[2], "net1", "", &c);
     assert_eq!(full.error_code(), Some(102), "{}", full.stdout_text());
@@ -775,6 +688,6 @@ fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     assert!(!vms[2].ns.has_link("net1"));
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 2);
     for vm in &vms[..2] {
-        ok(&call(&plugins, &lab.nodes[0], "DEL", vm, "net1", "", &c));
+        step(&plugins, &lab.nodes[0], "DEL", vm, "", &c);
     }
 }

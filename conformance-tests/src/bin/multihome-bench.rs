@@ -1214,17 +1214,7 @@ fn migration_outage(lab: &OvnLab) -> String {
     call(0, "DEL", &src, &conf(0));
     let out = pinger.wait_with_output().expect("ping output");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let seqs: Vec<u64> = text
-        .lines()
-        .filter_map(|l| {
-            l.split("icmp_seq=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let seqs = conformance_tests::ovn::received_seqs(&text);
     let lost_in_a_row = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
     let sent = 400u64;
     let total_lost = sent - seqs.len() as u64;
