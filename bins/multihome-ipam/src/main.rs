@@ -45,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the pools (one per network_name, or per range without overlapping ranges).
+    /// List the pools (one per network_name, or per CIDR without overlapping ranges).
     Pools,
     /// List reservations: address, container ID, interface, pod.
     List {
@@ -71,6 +71,10 @@ enum Command {
         /// The network_name to collect.
         #[arg(long, default_value = "")]
         network: String,
+        /// Only the reservations this CNI network (the `name` of its configuration) made, as the
+        /// plugin's GC does; without it every reservation of the pools is a candidate.
+        #[arg(long)]
+        cni_network: Option<String>,
         /// A valid attachment as CONTAINER_ID/IFNAME; repeat for each.
         #[arg(long = "valid", value_name = "CONTAINER_ID/IFNAME")]
         valid: Vec<String>,
@@ -78,13 +82,14 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Parse every file of the store and report damage.
+    /// Parse every file (key) of the store and check that reservations, the owner index and
+    /// the hints agree; exits 1 when they do not.
     Verify,
 }
 
 fn pool_label(p: &PoolId) -> String {
-    match &p.range {
-        Some(r) => format!("{:?} range {r}", p.network),
+    match &p.cidr {
+        Some(r) => format!("{:?} cidr {r}", p.network),
         None => format!("{:?}", p.network),
     }
 }
@@ -139,6 +144,10 @@ fn open(cli: &Cli) -> Result<Box<dyn Store>> {
     if cli.etcd_endpoints.is_empty() {
         return Ok(Box::new(FileStore::new(&cli.store_dir)));
     }
+    Ok(Box::new(open_etcd(cli)?))
+}
+
+fn open_etcd(cli: &Cli) -> Result<EtcdStore> {
     let conf = EtcdConf {
         endpoints: cli
             .etcd_endpoints
@@ -160,9 +169,9 @@ fn open(cli: &Cli) -> Result<Box<dyn Store>> {
         dial_timeout_ms: DEFAULT_ETCD_DIAL_TIMEOUT_MS,
         request_timeout_ms: DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
     };
-    Ok(Box::new(
-        EtcdStore::connect(&conf).context("connecting to etcd")?,
-    ))
+    Ok(EtcdStore::connect(&conf)
+        .context("connecting to etcd")?
+        .per_request_deadline())
 }
 
 fn where_(cli: &Cli) -> String {
@@ -228,6 +237,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Gc {
             network,
+            cni_network,
             valid,
             all,
         } => {
@@ -237,23 +247,42 @@ fn run(cli: Cli) -> Result<()> {
             let valid = parse_valid(valid)?;
             let mut freed = 0;
             for pool in store.pools()?.into_iter().filter(|p| &p.network == network) {
-                for r in store.gc(&pool, &valid)? {
+                let released = match cni_network {
+                    Some(name) => store.gc(&pool, name, &valid)?,
+                    None => {
+                        let mut out = Vec::new();
+                        for r in store.list(&pool)? {
+                            if !valid.contains(&r.owner.attachment())
+                                && store.release_ip(&pool, r.ip, &r.owner)?
+                            {
+                                out.push(r);
+                            }
+                        }
+                        out
+                    }
+                };
+                for r in released {
                     println!("released {}", row(&pool, &r));
                     freed += 1;
                 }
             }
             println!("{freed} reservation(s) released");
         }
-        Command::Verify if cli.etcd_endpoints.is_empty() => {
-            let files = FileStore::new(&cli.store_dir).verify()?;
-            println!("{files} file(s) parsed, no damage");
-        }
         Command::Verify => {
-            let mut n = 0;
-            for pool in store.pools()? {
-                n += store.list(&pool)?.len();
+            let (parsed, problems) = if cli.etcd_endpoints.is_empty() {
+                let v = FileStore::new(&cli.store_dir).verify()?;
+                (format!("{} file(s)", v.files), v.problems)
+            } else {
+                let v = open_etcd(&cli)?.verify()?;
+                (format!("{} key(s)", v.files), v.problems)
+            };
+            for p in &problems {
+                println!("{p}");
             }
-            println!("{n} reservation(s) parsed, no damage");
+            if !problems.is_empty() {
+                bail!("{parsed} parsed, {} problem(s)", problems.len());
+            }
+            println!("{parsed} parsed, no damage");
         }
     }
     Ok(())

@@ -336,6 +336,7 @@ fn prefill(dir: &Path, n: u32) {
                 container_id: format!("{i:064x}"),
                 ifname: "net1".into(),
                 pod_ref: Some(format!("bench/pod-{i}")),
+                network: Some("bench".into()),
             },
         });
         next = range.next_allocatable(from_u128(to_u128(ip) + 1, true));
@@ -344,7 +345,7 @@ fn prefill(dir: &Path, n: u32) {
         .import(
             &PoolId {
                 network: String::new(),
-                range: None,
+                cidr: None,
             },
             &range,
             &bulk,
@@ -448,7 +449,7 @@ fn whereabouts_etcd(iterations: usize) -> String {
                 .expect("range");
             let id = PoolId {
                 network: name.into(),
-                range: None,
+                cidr: None,
             };
             let mut bulk = Vec::new();
             let mut next = range.start;
@@ -459,6 +460,7 @@ fn whereabouts_etcd(iterations: usize) -> String {
                         container_id: format!("pre-{i}"),
                         ifname: "net1".into(),
                         pod_ref: None,
+                        network: Some(name.into()),
                     },
                 });
                 next = range

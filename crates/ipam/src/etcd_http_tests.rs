@@ -629,13 +629,14 @@ fn owner(cid: &str) -> Owner {
         container_id: cid.into(),
         ifname: "net1".into(),
         pod_ref: None,
+        network: Some("net".into()),
     }
 }
 
 fn pool() -> PoolId {
     PoolId {
         network: "net".into(),
-        range: None,
+        cidr: None,
     }
 }
 

@@ -201,6 +201,15 @@ impl TxnOp {
         })
     }
 
+    /// Deletes every key that starts with `prefix`.
+    pub fn delete_prefix(prefix: impl Into<Vec<u8>>) -> TxnOp {
+        let key = prefix.into();
+        TxnOp::Delete(DeleteRangeRequest {
+            range_end: prefix_end(&key),
+            key,
+        })
+    }
+
     /// Reads what `range` names.
     pub fn get(range: RangeRequest) -> TxnOp {
         TxnOp::Get(range)

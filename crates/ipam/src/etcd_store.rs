@@ -7,14 +7,18 @@
 //! claimed in one transaction that fails when the key already exists, together with its owner
 //! index entries, so the index can never disagree with the reservations:
 //! ```text
-//! <prefix>/pools/<pool>                        {"network", "range"}: which pool this is
-//! <prefix>/ip/<pool>/<4|6>-<hex>               {"container_id", "ifname", "pod_ref"}: the truth
+//! <prefix>/pools/<pool>                        {"network", "cidr"}: which pool this is
+//! <prefix>/ip/<pool>/<4|6>-<hex>               {"container_id", "ifname", "pod_ref", "network"}
 //! <prefix>/own/<pool>/c|<cid>|<ifname>/<ip>    index by attachment (DEL, CHECK, idempotent ADD)
 //! <prefix>/own/<pool>/p|<pod>|<ifname>/<ip>    index by pod (a restarted sandbox gets its address)
 //! <prefix>/hint/<pool>/<range>                 where the next search starts (an optimisation only)
 //! ```
 //! Addresses are written as fixed-width hex so that keys sort as addresses do: the lowest free
 //! address is found by reading a page of keys from the hint on, never the whole pool.
+//!
+//! A pool is `n=<network_name>` or, for a pool of its own, `n=<network_name>,c=<cidr>`; releases
+//! before this one named the latter `n=..,r=<whole range key>`, and such pools are moved into
+//! their `c=` pool the first time a call uses it (an edited NAD used to fork its pool).
 //!
 //! Requests go to one member per process (picked at random, the next one after a transient
 //! failure) through etcd's JSON gateway ([`crate::etcd_http`]) and require a leader: without
@@ -33,7 +37,7 @@ use crate::etcd_json::{
 };
 
 use crate::range::{from_u128, to_u128, IpRange};
-use crate::store::{Owner, PoolId, Reservation, Store, StoreError};
+use crate::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
 use crate::whereabouts_conf::EtcdConf;
 
 /// Keys read per page while looking for a free address.
@@ -57,6 +61,10 @@ pub struct EtcdStore {
     gateway: std::cell::RefCell<Gateway>,
     prefix: String,
     request_timeout: Duration,
+    /// When the whole call must be over: a plugin process is one call, so every request and
+    /// retry shares one `etcd_request_timeout_ms`. `None` (the operators' tool, benchmarks):
+    /// each request gets the whole timeout.
+    call_deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -71,7 +79,11 @@ impl std::fmt::Debug for EtcdStore {
 #[derive(Debug, Serialize, Deserialize)]
 struct PoolMeta {
     network: String,
-    #[serde(default)]
+    /// The CIDR of a pool of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr: Option<String>,
+    /// The whole range key that named a pool of its own in earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     range: Option<String>,
 }
 
@@ -94,10 +106,21 @@ fn escape(s: &str) -> String {
 }
 
 fn pool_name(id: &PoolId) -> String {
-    match &id.range {
+    match &id.cidr {
         None => format!("n={}", escape(&id.network)),
-        Some(r) => format!("n={},r={}", escape(&id.network), escape(r)),
+        Some(c) => format!("n={},c={}", escape(&id.network), escape(c)),
     }
+}
+
+/// The start of the names earlier releases gave the pools that now are `id`: the range key
+/// began with the CIDR and a `:`.
+fn legacy_pool_prefix(id: &PoolId) -> Option<String> {
+    let cidr = id.cidr.as_deref()?;
+    Some(format!(
+        "n={},r={}",
+        escape(&id.network),
+        escape(&format!("{cidr}:"))
+    ))
 }
 
 /// `4-0a010005`: fixed width, so that keys sort as addresses.
@@ -158,11 +181,10 @@ impl EtcdStore {
             .finish()
             % n as u64) as usize;
         let gateway = Gateway::new(conf, first).map_err(StoreError::Unavailable)?;
-        Ok(EtcdStore::with_gateway(
-            gateway,
-            &conf.prefix,
-            Duration::from_millis(conf.request_timeout_ms),
-        ))
+        let timeout = Duration::from_millis(conf.request_timeout_ms);
+        let mut store = EtcdStore::with_gateway(gateway, &conf.prefix, timeout);
+        store.call_deadline = Some(Instant::now() + timeout);
+        Ok(store)
     }
 
     /// A store over a gateway built elsewhere (tests: a fake etcd on a socket pair).
@@ -171,7 +193,15 @@ impl EtcdStore {
             gateway: std::cell::RefCell::new(gateway),
             prefix: prefix.to_string(),
             request_timeout,
+            call_deadline: None,
         }
+    }
+
+    /// The same store with a whole request timeout for each request, for a process that makes
+    /// many calls (the operators' tool, benchmarks) instead of one.
+    pub fn per_request_deadline(mut self) -> EtcdStore {
+        self.call_deadline = None;
+        self
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -203,7 +233,10 @@ impl EtcdStore {
         what: &str,
         mut op: impl FnMut(&mut Gateway, Instant) -> Result<T, etcd_http::Error>,
     ) -> Result<T, StoreError> {
-        let deadline = Instant::now() + self.request_timeout;
+        let mut deadline = Instant::now() + self.request_timeout;
+        if let Some(call) = self.call_deadline {
+            deadline = deadline.min(call);
+        }
         let mut pause = Duration::from_millis(20);
         loop {
             let result = op(&mut self.gateway.borrow_mut(), deadline);
@@ -291,7 +324,8 @@ impl EtcdStore {
             serde_json::to_vec(owner).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let meta = serde_json::to_vec(&PoolMeta {
             network: id.network.clone(),
-            range: id.range.clone(),
+            cidr: id.cidr.clone(),
+            range: None,
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut ops = vec![
@@ -357,6 +391,7 @@ impl EtcdStore {
         from: IpAddr,
         want: usize,
         mut first: Option<(Vec<KeyValue>, i64)>,
+        linearizable: bool,
     ) -> Result<Vec<IpAddr>, StoreError> {
         let mut free = Vec::new();
         let Some(mut candidate) = range.next_allocatable(from) else {
@@ -375,11 +410,13 @@ impl EtcdStore {
             let (kvs, limit) = match first.take() {
                 Some(given) => given,
                 None => {
-                    let page = RangeRequest::key(self.ip_key(pool, candidate))
+                    let mut page = RangeRequest::key(self.ip_key(pool, candidate))
                         .with_range(end_key.clone())
                         .with_keys_only()
-                        .with_limit(PAGE)
-                        .with_serializable();
+                        .with_limit(PAGE);
+                    if !linearizable {
+                        page = page.with_serializable();
+                    }
                     (self.get("look for a free address", page)?, PAGE)
                 }
             };
@@ -456,6 +493,9 @@ impl EtcdStore {
         let hint = hint.filter(|ip| range.contains(*ip));
         let mut from = hint.unwrap_or(range.start);
         let mut wrapped = from == range.start;
+        // Pages are read from the member's own copy (serializable), which may lag: "exhausted"
+        // is only said after one linearizable pass over the whole range agrees.
+        let mut confirming = false;
         let mut lost = 0usize;
         let mut attempts = 0usize;
         let mut rng = std::collections::hash_map::RandomState::new()
@@ -472,14 +512,16 @@ impl EtcdStore {
             let (ip, lowest) = match guess.take() {
                 Some(g) => (g, g),
                 None => {
-                    let free = self.free_candidates(pool, range, from, SPREAD, page.take())?;
+                    let free =
+                        self.free_candidates(pool, range, from, SPREAD, page.take(), confirming)?;
                     let Some(&lowest) = free.first() else {
-                        if wrapped {
+                        if wrapped && confirming {
                             return Err(StoreError::Exhausted {
                                 range: range.key(),
                                 capacity: range.capacity(),
                             });
                         }
+                        confirming = wrapped;
                         (from, wrapped) = (range.start, true);
                         continue;
                     };
@@ -568,7 +610,16 @@ impl EtcdStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(self.ip_key(pool, ip), rev)])
             .and_then(ops);
-        Ok(self.txn("hand a pod its address again", txn)?.succeeded())
+        let (resp, tries) = self.txn_counted("hand a pod its address again", txn)?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        // An attempt whose answer was lost may have applied it: then the retry's compare
+        // fails on our own write, and the address is already ours.
+        Ok(tries > 1
+            && self
+                .holder(pool, ip)?
+                .is_some_and(|(o, _)| o.attachment() == owner.attachment()))
     }
 
     /// Moves the pool's hints down to `freed` so that the lowest free address is found again.
@@ -638,6 +689,142 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// Moves the reservations of pools an earlier release named by the whole range key into
+    /// `id` (the pool of their network and CIDR). An address held in two such forks (the fault
+    /// being fixed) stays where it is, logged, for an operator to release.
+    fn upgrade_pool(&self, id: &PoolId) -> Result<(), StoreError> {
+        let Some(legacy) = legacy_pool_prefix(id) else {
+            return Ok(());
+        };
+        let descriptions = self.key(&["pools", &legacy]);
+        let found = self.get(
+            "look for pools of an earlier release",
+            RangeRequest::key(descriptions)
+                .with_prefix()
+                .with_keys_only(),
+        )?;
+        let pools_prefix = self.key(&["pools"]) + "/";
+        for kv in found {
+            let name = String::from_utf8_lossy(kv.key())[pools_prefix.len()..].to_string();
+            self.migrate_pool(&name, id)?;
+        }
+        Ok(())
+    }
+
+    fn migrate_pool(&self, legacy: &str, id: &PoolId) -> Result<(), StoreError> {
+        let pool = pool_name(id);
+        let prefix = self.key(&["ip", legacy]) + "/";
+        let mut kept = 0;
+        for kv in self.get(
+            "read a pool of an earlier release",
+            RangeRequest::key(prefix.clone()).with_prefix(),
+        )? {
+            let k = String::from_utf8_lossy(kv.key());
+            let ip = parse_ip_token(&k[prefix.len()..])
+                .ok_or_else(|| corrupt(kv.key(), "not an address token"))?;
+            let owner: Owner =
+                serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
+            let mut ops = self.unclaim_ops(legacy, ip, &owner);
+            ops.extend(self.claim_ops(id, &pool, ip, &owner, true)?);
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(kv.key(), kv.mod_revision()),
+                    Compare::create_revision(self.ip_key(&pool, ip), 0),
+                ])
+                .and_then(ops);
+            if self.txn("move a reservation", txn)?.succeeded() {
+                continue;
+            }
+            match self.holder(&pool, ip)? {
+                Some((o, _)) if o.attachment() == owner.attachment() => {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(kv.key(), kv.mod_revision())])
+                        .and_then(self.unclaim_ops(legacy, ip, &owner));
+                    self.txn("move a reservation", txn)?;
+                }
+                Some((o, _)) => {
+                    cni::log_error!(
+                        "store upgrade: {ip} is held by {}/{} and, in the forked pool {legacy}, \
+                         by {}/{}: kept there; release one with multihome-ipam",
+                        o.container_id,
+                        o.ifname,
+                        owner.container_id,
+                        owner.ifname
+                    );
+                    kept += 1;
+                }
+                // Released meanwhile: the next pass moves what is left.
+                None => kept += 1,
+            }
+        }
+        if kept == 0 {
+            self.txn(
+                "drop a pool of an earlier release",
+                Txn::new().and_then([
+                    TxnOp::delete(self.key(&["pools", legacy])),
+                    TxnOp::delete_prefix(self.key(&["hint", legacy]) + "/"),
+                    TxnOp::delete_prefix(self.key(&["own", legacy]) + "/"),
+                ]),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every reservation is indexed under its attachment (and pod) and that every
+    /// index entry is confirmed by a reservation (both are written in one transaction, so a
+    /// disagreement is damage, not a killed call).
+    pub fn verify(&self) -> Result<Verified, StoreError> {
+        let mut out = Verified::default();
+        for id in self.pool_ids()? {
+            let pool = pool_name(&id);
+            let held = self.list(&id)?;
+            let prefix = self.key(&["own", &pool]) + "/";
+            let index = self.get(
+                "read the owner index",
+                RangeRequest::key(prefix.clone())
+                    .with_prefix()
+                    .with_keys_only(),
+            )?;
+            out.files += held.len() + index.len() + 1;
+            let mut entries = std::collections::BTreeSet::new();
+            for kv in &index {
+                let rest = String::from_utf8_lossy(kv.key())[prefix.len()..].to_string();
+                let (who, token) = rest.rsplit_once('/').unwrap_or((&rest, ""));
+                match parse_ip_token(token) {
+                    Some(ip) => {
+                        entries.insert((who.to_string(), ip));
+                    }
+                    None => out.problems.push(format!("{rest}: not an index entry")),
+                }
+            }
+            let mut wanted = std::collections::BTreeSet::new();
+            for r in &held {
+                let mut whos = vec![container_who(&r.owner.container_id, &r.owner.ifname)];
+                whos.extend(
+                    r.owner
+                        .pod_ref
+                        .as_deref()
+                        .map(|p| pod_who(p, &r.owner.ifname)),
+                );
+                for who in whos {
+                    if !entries.contains(&(who.clone(), r.ip)) {
+                        out.problems.push(format!(
+                            "pool {pool}: {} is held by {who} but not indexed",
+                            r.ip
+                        ));
+                    }
+                    wanted.insert((who, r.ip));
+                }
+            }
+            for (who, ip) in entries.difference(&wanted) {
+                out.problems.push(format!(
+                    "pool {pool}: index entry {who} -> {ip} is not confirmed by a reservation"
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every pool the store describes.
     fn pool_ids(&self) -> Result<Vec<PoolId>, StoreError> {
         let prefix = self.key(&["pools"]) + "/";
@@ -647,7 +834,7 @@ impl EtcdStore {
                 serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
             out.push(PoolId {
                 network: meta.network,
-                range: meta.range,
+                cidr: meta.cidr.or(meta.range),
             });
         }
         out.sort();
@@ -678,7 +865,21 @@ impl Store for EtcdStore {
         if let Some(p) = &pod {
             reads.push(keys_only(self.index_prefix(&pool, p)));
         }
+        let legacy = legacy_pool_prefix(id).map(|l| self.key(&["pools", &l]));
+        let legacy_at = reads.len();
+        if let Some(l) = &legacy {
+            reads.push(TxnOp::get(
+                RangeRequest::key(l.clone())
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_limit(1),
+            ));
+        }
         let answers = self.txn("read the owner index", Txn::new().and_then(reads))?;
+        if legacy.is_some() && !answers.range_kvs(legacy_at).is_empty() {
+            self.upgrade_pool(id)?;
+            return self.reserve(id, range, owner);
+        }
         let read_revision = answers.header.revision;
         let kvs = |i: usize| answers.range_kvs(i).to_vec();
         let ips = |prefix: String, kvs: Vec<KeyValue>| -> Result<Vec<IpAddr>, StoreError> {
@@ -719,14 +920,21 @@ impl Store for EtcdStore {
         if held.container_id != owner.container_id || held.ifname != owner.ifname {
             return Ok(false);
         }
+        // Hints first: a call killed between the two leaves a hint too low (a longer search),
+        // never one above a free address.
+        self.lower_hints(&pool, ip)?;
         let txn = Txn::new()
             .when([Compare::mod_revision(self.ip_key(&pool, ip), rev)])
             .and_then(self.unclaim_ops(&pool, ip, &held));
-        if !self.txn("release an address", txn)?.succeeded() {
-            return Ok(false);
+        let (resp, tries) = self.txn_counted("release an address", txn)?;
+        if resp.succeeded() {
+            return Ok(true);
         }
-        self.lower_hints(&pool, ip)?;
-        Ok(true)
+        // A lost answer whose attempt applied the release: the key is gone or someone else's.
+        Ok(tries > 1
+            && self
+                .holder(&pool, ip)?
+                .is_none_or(|(o, _)| o.attachment() != owner.attachment()))
     }
 
     fn release(
@@ -735,6 +943,7 @@ impl Store for EtcdStore {
         container_id: &str,
         ifname: &str,
     ) -> Result<Vec<IpAddr>, StoreError> {
+        self.upgrade_pool(id)?;
         let mut freed = Vec::new();
         for r in self.find(id, container_id, ifname)? {
             if self.release_ip(id, r.ip, &r.owner)? {
@@ -820,9 +1029,9 @@ mod tests {
     fn pool_and_owner_names_cannot_escape_their_key_segment() {
         let id = PoolId {
             network: "a/b c".into(),
-            range: Some("10.0.0.0/24".into()),
+            cidr: Some("10.0.0.0/24".into()),
         };
-        assert_eq!(pool_name(&id), "n=a%2Fb%20c,r=10.0.0.0%2F24");
+        assert_eq!(pool_name(&id), "n=a%2Fb%20c,c=10.0.0.0%2F24");
         assert_eq!(container_who("abc", "net1"), "c|abc|net1");
         assert_eq!(pod_who("ns/pod", "net1"), "p|ns%2Fpod|net1");
     }

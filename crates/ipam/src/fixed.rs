@@ -104,9 +104,25 @@ pub(crate) fn config_addresses(entries: &[AddressEntry]) -> Result<Vec<IpConfig>
 
 /// Appends CNI_ARGS `IP=` addresses and applies `GATEWAY=` to every address containing it.
 pub(crate) fn apply_cni_args(addresses: &mut Vec<IpConfig>, args: &CniArgs) -> Result<(), Error> {
+    apply_cni_args_with(addresses, args, |_| None)
+}
+
+/// [`apply_cni_args`], where a bare address in `IP` (podman's `--ip` passes one; host-local
+/// accepts it) gets the prefix length `prefix_of` gives it (the range it lies in).
+pub(crate) fn apply_cni_args_with(
+    addresses: &mut Vec<IpConfig>,
+    args: &CniArgs,
+    prefix_of: impl Fn(IpAddr) -> Option<u8>,
+) -> Result<(), Error> {
     if let Some(ips) = args.get("IP").filter(|s| !s.is_empty()) {
         for item in ips.split(',') {
-            let address = parse_address("CNI_ARGS IP entry", item)?;
+            let bare = item.trim().parse::<IpAddr>().ok();
+            let address = match bare.and_then(|ip| Some((ip, prefix_of(ip)?))) {
+                Some((ip, prefix)) => IpNetwork::new(ip, prefix).map_err(|e| {
+                    Error::invalid_config(format!("CNI_ARGS IP entry {item:?}: {e}"))
+                })?,
+                None => parse_address("CNI_ARGS IP entry", item)?,
+            };
             addresses.push(IpConfig {
                 interface: None,
                 address,

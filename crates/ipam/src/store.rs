@@ -19,6 +19,12 @@ pub struct Owner {
     /// `namespace/name` from K8S_POD_NAMESPACE and K8S_POD_NAME, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_ref: Option<String>,
+    /// The CNI network (`name` of the network configuration) that made the reservation: GC of
+    /// one network releases only its own, since networks may share a pool (the default
+    /// `network_name`). Reservations written before this field existed have none, and GC
+    /// leaves them to DEL and to the operators' tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl Owner {
@@ -38,14 +44,18 @@ pub struct Reservation {
     pub owner: Owner,
 }
 
-/// Where reservations of one network live: `network_name`, and the range itself when ranges must
-/// not share addresses (`enable_overlapping_ranges: false` makes each range its own pool).
+/// Where reservations of one network live: `network_name`, and the range's CIDR when ranges must
+/// not share addresses (`enable_overlapping_ranges: false` makes each CIDR its own pool).
+///
+/// This is what whereabouts names an IPPool by (network name and normalised CIDR). Everything
+/// else about a range (start, end, excludes, gateway) is an allocation parameter: editing it in a
+/// live NAD keeps the pool, so the new parameters see the addresses the old pods hold.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PoolId {
     /// `network_name` ("" is the default network).
     pub network: String,
-    /// The range key when the range is a pool of its own.
-    pub range: Option<String>,
+    /// The normalised CIDR (`10.0.0.0/24`) when the range is a pool of its own.
+    pub cidr: Option<String>,
 }
 
 impl PoolId {
@@ -53,9 +63,37 @@ impl PoolId {
     pub fn for_range(network: &str, range: &IpRange, overlapping: bool) -> PoolId {
         PoolId {
             network: network.to_string(),
-            range: (!overlapping).then(|| range.key()),
+            cidr: (!overlapping).then(|| range.network.to_string()),
         }
     }
+
+    /// The pool a legacy pool identity maps to: releases before this one named a separate pool
+    /// by the whole range key (`<cidr>:<start>-<end>[:x=...][:gw=...]`), which forked the pool
+    /// whenever a NAD's excludes or bounds were edited. The CIDR is the key's first part.
+    pub fn from_legacy_range_key(network: &str, key: &str) -> PoolId {
+        // The CIDR ends with its prefix length: `/` then digits (IPv6 addresses hold `:` too).
+        let cidr = key.find('/').map_or(key, |slash| {
+            let digits = key[slash + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            &key[..slash + 1 + digits]
+        });
+        PoolId {
+            network: network.to_string(),
+            cidr: Some(cidr.to_string()),
+        }
+    }
+}
+
+/// What a store's `verify` found: files (or keys) parsed, and every disagreement between the
+/// reservations, the owner index and the hints.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Files or keys parsed.
+    pub files: usize,
+    /// Damage: each line names the file or key and what is wrong with it.
+    pub problems: Vec<String>,
 }
 
 /// What a store can fail with; each maps to a CNI error code.
@@ -126,16 +164,23 @@ pub trait Store {
     fn list(&self, pool: &PoolId) -> Result<Vec<Reservation>, StoreError>;
     /// Every pool the store holds.
     fn pools(&self) -> Result<Vec<PoolId>, StoreError>;
-    /// Releases every reservation whose (container ID, ifname) is not in `valid`; returns them.
-    /// Each release checks the owner again, so an ADD racing the GC keeps its address.
+    /// Releases every reservation that CNI network `network` made whose (container ID,
+    /// ifname) is not in `valid`; returns them. Other networks' reservations in the same pool are
+    /// never touched. Only reservations listed before the first release can go, and each
+    /// release checks the owner again, so an ADD racing the GC keeps its address.
     fn gc(
         &self,
         pool: &PoolId,
+        network: &str,
         valid: &BTreeSet<(String, String)>,
     ) -> Result<Vec<Reservation>, StoreError> {
         let mut freed = Vec::new();
         for r in self.list(pool)? {
-            if !valid.contains(&r.owner.attachment()) && self.release_ip(pool, r.ip, &r.owner)? {
+            let ours = r.owner.network.as_deref() == Some(network);
+            if ours
+                && !valid.contains(&r.owner.attachment())
+                && self.release_ip(pool, r.ip, &r.owner)?
+            {
                 freed.push(r);
             }
         }

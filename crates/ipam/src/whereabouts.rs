@@ -3,11 +3,14 @@
 //!
 //! - ADD: one address per range (`ipRanges`), all or nothing; an attachment (container ID +
 //!   ifname) or a pod (podRef + ifname) that already holds an address gets it again.
-//! - DEL: releases the attachment's addresses; idempotent.
+//! - DEL: releases the attachment's addresses; idempotent. It reads only where the store is and
+//!   which pools the ranges live in, so a fault only ADD cares about never fails it.
 //! - CHECK: every range holds a reservation of this attachment, and every address of the
 //!   prevResult in a range is held by it.
-//! - GC: releases reservations whose attachment is not among the valid ones (whereabouts needs a
-//!   daily reconciler for these leaks, #75, #546).
+//! - GC: releases the reservations this network (`name`) made whose attachment is not among the
+//!   valid ones (whereabouts needs a daily reconciler for these leaks, #75, #546, and that
+//!   reconciler has freed live pods' addresses, #162, #176); other networks sharing the pool keep
+//!   theirs.
 //! - STATUS: code 50 when the store cannot be used, naming why.
 
 use std::collections::BTreeSet;
@@ -19,7 +22,7 @@ use crate::etcd_store::EtcdStore;
 use crate::file_store::FileStore;
 use crate::range::IpRange;
 use crate::store::{Owner, PoolId, Store};
-use crate::whereabouts_conf::{self, Datastore, WhereaboutsConf};
+use crate::whereabouts_conf::{self, Datastore, Teardown, WhereaboutsConf};
 
 /// The `whereabouts` IPAM plugin.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +30,12 @@ pub struct Whereabouts;
 
 /// The store a configuration names.
 pub fn open_store(conf: &WhereaboutsConf) -> Result<Box<dyn Store>, Error> {
-    match &conf.datastore {
+    open_datastore(&conf.datastore)
+}
+
+/// The store at `datastore`.
+pub fn open_datastore(datastore: &Datastore) -> Result<Box<dyn Store>, Error> {
+    match datastore {
         Datastore::File { dir } => Ok(Box::new(FileStore::new(dir))),
         Datastore::Etcd(etcd) => Ok(Box::new(EtcdStore::connect(etcd)?)),
     }
@@ -38,6 +46,7 @@ fn owner(call: &Call) -> Owner {
         container_id: call.env.container_id.clone(),
         ifname: call.env.ifname.clone(),
         pod_ref: call.env.args.pod_ref(),
+        network: Some(call.conf.name.clone()),
     }
 }
 
@@ -49,8 +58,11 @@ fn pools(conf: &WhereaboutsConf) -> BTreeSet<PoolId> {
         .collect()
 }
 
-fn address(range: &IpRange, ip: IpAddr) -> IpConfig {
-    let gateway = range.gateway.filter(|gw| range.network.contains(*gw));
+/// An allocated address as a result reports it: with the range's prefix length, and the
+/// configured gateway when it is of the address's family (whereabouts reports it on every
+/// address, also when it lies outside the range).
+fn address(conf: &WhereaboutsConf, range: &IpRange, ip: IpAddr) -> IpConfig {
+    let gateway = conf.gateway.filter(|gw| gw.is_ipv4() == ip.is_ipv4());
     IpConfig {
         interface: None,
         address: range.with_prefix(ip),
@@ -94,7 +106,7 @@ fn reserve_all(
         .ranges
         .iter()
         .zip(&done)
-        .map(|(range, (_, ip))| address(range, *ip))
+        .map(|(range, (_, ip))| address(conf, range, *ip))
         .collect())
 }
 
@@ -111,24 +123,84 @@ fn add(call: &Call) -> Result<CniResult, Error> {
     })
 }
 
+/// A store and the pools a teardown works on.
+type TeardownPools = (Box<dyn Store>, Teardown, Vec<PoolId>);
+
+/// What a teardown works on: the store and the pools the configuration's ranges live in (every
+/// pool of its `network_name` when a range cannot be read). `None` when the configuration does
+/// not say where a store is: an ADD with it failed, so nothing of it can be held.
+fn teardown_pools(call: &Call) -> Result<Option<TeardownPools>, Error> {
+    let teardown = match whereabouts_conf::parse_teardown(&call.conf) {
+        Ok(t) => t,
+        Err(e) => {
+            cni::log_warn!(
+                "{:?}: nothing to release, no store is named: {}",
+                call.env.command,
+                e.msg
+            );
+            return Ok(None);
+        }
+    };
+    let store = open_datastore(&teardown.datastore)?;
+    let pools = match &teardown.pools {
+        Some(pools) => pools.iter().cloned().collect(),
+        None => {
+            cni::log_warn!(
+                "a range of the configuration cannot be read: searching every pool of network \
+                 {:?}",
+                teardown.network_name
+            );
+            store
+                .pools()?
+                .into_iter()
+                .filter(|p| p.network == teardown.network_name)
+                .collect()
+        }
+    };
+    Ok(Some((store, teardown, pools)))
+}
+
 fn del(call: &Call) -> Result<(), Error> {
-    let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
-    let store = open_store(&conf)?;
+    let Some((store, _, pools)) = teardown_pools(call)? else {
+        return Ok(());
+    };
     let mut failures = Vec::new();
-    for pool in pools(&conf) {
+    for pool in pools {
         if let Err(e) = store.release(&pool, &call.env.container_id, &call.env.ifname) {
-            failures.push(e.to_string());
+            failures.push(e);
         }
     }
+    joined_failure(
+        failures,
+        &format!(
+            "releasing the reservations of {}/{}",
+            call.env.container_id, call.env.ifname
+        ),
+    )
+}
+
+/// Ok without failures; else one error: "try again later" when each failure is transient (a
+/// lock held too long, etcd without quorum), else an I/O failure.
+fn joined_failure(failures: Vec<crate::store::StoreError>, what: &str) -> Result<(), Error> {
     if failures.is_empty() {
         return Ok(());
     }
-    Err(Error::io(format!(
-        "releasing the reservations of {}/{}: {}",
-        call.env.container_id,
-        call.env.ifname,
-        failures.join("; ")
-    )))
+    let transient = failures
+        .iter()
+        .all(|e| matches!(e, crate::store::StoreError::Transient(_)));
+    let msg = format!(
+        "{what}: {}",
+        failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Err(if transient {
+        Error::new(code::TRY_AGAIN_LATER, msg)
+    } else {
+        Error::io(msg)
+    })
 }
 
 fn check(call: &Call) -> Result<(), Error> {
@@ -171,37 +243,36 @@ fn check_failed(msg: String) -> Error {
 }
 
 fn gc(call: &Call) -> Result<(), Error> {
-    let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
-    let store = open_store(&conf)?;
+    let Some((store, _, pools)) = teardown_pools(call)? else {
+        return Ok(());
+    };
     let valid: BTreeSet<(String, String)> = call
         .conf
         .valid_attachments
         .iter()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
+    let network = &call.conf.name;
     let mut failures = Vec::new();
-    for pool in pools(&conf) {
-        match store.gc(&pool, &valid) {
+    for pool in pools {
+        match store.gc(&pool, network, &valid) {
             Ok(freed) if !freed.is_empty() => {
                 let list: Vec<String> = freed
                     .iter()
                     .map(|r| format!("{} ({}/{})", r.ip, r.owner.container_id, r.owner.ifname))
                     .collect();
                 cni::log_warn!(
-                    "GC of network {:?} released {} stale reservation(s): {}",
-                    pool.network,
+                    "GC of network {network:?} released {} stale reservation(s) in pool {:?}: {}",
                     freed.len(),
+                    pool.network,
                     list.join(", ")
                 );
             }
             Ok(_) => {}
-            Err(e) => failures.push(e.to_string()),
+            Err(e) => failures.push(e),
         }
     }
-    if failures.is_empty() {
-        return Ok(());
-    }
-    Err(Error::io(format!("GC: {}", failures.join("; "))))
+    joined_failure(failures, "GC")
 }
 
 fn status(call: &Call) -> Result<(), Error> {

@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 
 use cni::{CniArgs, Dns, Error, IpConfig, NetConf, Route};
 
-use crate::fixed::{apply_cni_args, config_addresses, AddressEntry};
+use crate::fixed::{apply_cni_args_with, config_addresses, AddressEntry};
 use crate::range::IpRange;
+use crate::store::PoolId;
 
 /// Where the file datastore keeps reservations unless `store_dir` says otherwise.
 pub use crate::file_store::DEFAULT_STORE_DIR;
@@ -35,6 +36,21 @@ pub const FLAT_FILE_PATHS: [&str; 2] = [
     "/etc/cni/net.d/whereabouts.d/whereabouts.conf",
 ];
 
+/// The node's own settings directory, unless the runtime's environment names another in
+/// `MULTIHOME_CONFIG_DIR` (a NAD author cannot set the plugin's environment).
+pub const NODE_CONFIG_DIR: &str = "/etc/multihome";
+/// The node's whereabouts settings file in [`NODE_CONFIG_DIR`]: which store `"datastore":
+/// "kubernetes"` (whereabouts' cluster store, what its installer writes in every node's flat
+/// file) means on this node.
+pub const NODE_FILE: &str = "whereabouts.conf";
+
+/// The node's settings directory.
+pub fn node_config_dir() -> PathBuf {
+    std::env::var_os("MULTIHOME_CONFIG_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(NODE_CONFIG_DIR), PathBuf::from)
+}
+
 /// A parsed and validated `whereabouts` IPAM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhereaboutsConf {
@@ -42,6 +58,9 @@ pub struct WhereaboutsConf {
     pub ranges: Vec<IpRange>,
     /// `network_name` ("" by default): networks with the same name share reservations.
     pub network_name: String,
+    /// `gateway`: reported with every allocated address of its family (as whereabouts does),
+    /// and never allocated from a range that contains it.
+    pub gateway: Option<IpAddr>,
     /// `enable_overlapping_ranges` (default true): false makes each range a pool of its own.
     pub enable_overlapping_ranges: bool,
     /// Where reservations live.
@@ -200,6 +219,103 @@ impl Origin {
     }
 }
 
+/// What DEL and GC need, and nothing more: where the store is and which pools the network's
+/// ranges live in. A fault only ADD cares about (a bad exclude, range bound, route, gateway or
+/// CNI_ARGS `IP`) must not make the teardown fail and strand the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Teardown {
+    /// Where reservations live.
+    pub datastore: Datastore,
+    /// `network_name`.
+    pub network_name: String,
+    /// The pools of the ranges; `None` when a range cannot be read: every pool of
+    /// `network_name` is searched instead.
+    pub pools: Option<BTreeSet<PoolId>>,
+}
+
+/// The keys a teardown reads; every other key may be anything.
+#[derive(Debug, Default, Deserialize)]
+struct RawTeardown {
+    range: Option<Value>,
+    #[serde(rename = "ipRanges")]
+    ip_ranges: Option<Value>,
+    network_name: Option<Value>,
+    enable_overlapping_ranges: Option<Value>,
+}
+
+/// Parses what DEL and GC need (see [`Teardown`]).
+pub fn parse_teardown(conf: &NetConf) -> Result<Teardown, Error> {
+    let paths: Vec<&Path> = FLAT_FILE_PATHS.iter().map(Path::new).collect();
+    parse_teardown_with_paths(conf, &paths)
+}
+
+/// [`parse_teardown`] with the flat-file lookup paths given.
+pub fn parse_teardown_with_paths(
+    conf: &NetConf,
+    default_paths: &[&Path],
+) -> Result<Teardown, Error> {
+    let (merged, origin) = merged_ipam(conf, default_paths)?;
+    let value = Value::Object(merged);
+    let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
+    let raw: RawTeardown = serde_json::from_value(value).unwrap_or_default();
+    let network_name = match &raw.network_name {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let overlapping = !matches!(raw.enable_overlapping_ranges, Some(Value::Bool(false)));
+    let mut cidrs = Vec::new();
+    let mut readable = true;
+    let mut take = |v: Option<&Value>| match v.and_then(Value::as_str).map(str::trim) {
+        Some("") | None => {}
+        Some(spec) => match parse_range_spec("", spec) {
+            Ok((net, _, _)) => cidrs.push(net),
+            Err(_) => readable = false,
+        },
+    };
+    take(raw.range.as_ref());
+    match &raw.ip_ranges {
+        Some(Value::Array(list)) => list.iter().for_each(|r| take(r.get("range"))),
+        None | Some(Value::Null) => {}
+        Some(_) => readable = false,
+    }
+    let pools = readable.then(|| {
+        cidrs
+            .iter()
+            .map(|net| PoolId {
+                network: network_name.clone(),
+                cidr: (!overlapping).then(|| masked_cidr(net)),
+            })
+            .collect()
+    });
+    Ok(Teardown {
+        datastore: datastore(&store, &origin)?,
+        network_name,
+        pools,
+    })
+}
+
+/// A CIDR with its host bits cleared, as pools are named.
+fn masked_cidr(net: &IpNetwork) -> String {
+    IpNetwork::new(net.network(), net.prefix())
+        .unwrap_or(*net)
+        .to_string()
+}
+
+/// The `ipam` object filled in from the flat file, and where its keys came from.
+fn merged_ipam(
+    conf: &NetConf,
+    default_paths: &[&Path],
+) -> Result<(Map<String, Value>, Origin), Error> {
+    let inline = inline_ipam(conf)?;
+    Ok(match flat_file_path(&inline, default_paths)? {
+        Some((path, what)) => {
+            let flat = read_flat_file(&path, &what)?;
+            merge(inline, flat, path)
+        }
+        None => (inline, Origin::default()),
+    })
+}
+
 /// Parses the `ipam` object, filled in from whereabouts' flat file at [`FLAT_FILE_PATHS`].
 pub fn parse(conf: &NetConf, args: &CniArgs) -> Result<WhereaboutsConf, Error> {
     let paths: Vec<&Path> = FLAT_FILE_PATHS.iter().map(Path::new).collect();
@@ -214,14 +330,7 @@ pub fn parse_with_paths(
     args: &CniArgs,
     default_paths: &[&Path],
 ) -> Result<WhereaboutsConf, Error> {
-    let inline = inline_ipam(conf)?;
-    let (merged, origin) = match flat_file_path(&inline, default_paths)? {
-        Some((path, what)) => {
-            let flat = read_flat_file(&path, &what)?;
-            merge(inline, flat, path)
-        }
-        None => (inline, Origin::default()),
-    };
+    let (merged, origin) = merged_ipam(conf, default_paths)?;
     let raw: RawConf =
         cni::config::typed(&Value::Object(merged), "ipam.").map_err(|e| origin.annotate(e))?;
     build(&raw, args, &origin).map_err(|e| origin.annotate(e))
@@ -311,13 +420,21 @@ fn merge(
 
 fn build(raw: &RawConf, args: &CniArgs, origin: &Origin) -> Result<WhereaboutsConf, Error> {
     let gateway = opt_ip("ipam.gateway", raw.gateway.as_deref())?;
+    let ranges = ranges(raw, gateway)?;
     let mut addresses = config_addresses(raw.addresses.as_deref().unwrap_or_default())?;
-    apply_cni_args(&mut addresses, args)?;
+    let prefix_of = |ip: IpAddr| {
+        ranges
+            .iter()
+            .find(|r| r.network.contains(ip) && r.is_v4() == ip.is_ipv4())
+            .map(|r| r.network.prefix())
+    };
+    apply_cni_args_with(&mut addresses, args, prefix_of)?;
     Ok(WhereaboutsConf {
-        ranges: ranges(raw, gateway)?,
+        ranges,
         network_name: raw.network_name.clone().unwrap_or_default(),
+        gateway,
         enable_overlapping_ranges: raw.enable_overlapping_ranges.unwrap_or(true),
-        datastore: datastore(raw, origin)?,
+        datastore: datastore(&StoreKeys::of(raw), origin)?,
         routes: routes(raw.routes.as_deref().unwrap_or_default())?,
         dns: raw.dns.clone().unwrap_or_default(),
         addresses,
@@ -530,10 +647,46 @@ fn routes(raw: &[RawRoute]) -> Result<Vec<Route>, Error> {
         .collect()
 }
 
-/// The etcd keys and their values, for the "set without datastore etcd" check.
-fn etcd_keys_set(raw: &RawConf) -> Option<String> {
+/// The keys that say where the store is: what ADD, DEL and GC all need.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct StoreKeys {
+    datastore: Option<String>,
+    store_dir: Option<String>,
+    etcd_endpoints: Option<Value>,
+    etcd_host: Option<String>,
+    etcd_prefix: Option<String>,
+    etcd_dial_timeout_ms: Option<u64>,
+    etcd_request_timeout_ms: Option<u64>,
+    etcd_username: Option<String>,
+    etcd_password: Option<String>,
+    etcd_key_file: Option<String>,
+    etcd_cert_file: Option<String>,
+    etcd_ca_cert_file: Option<String>,
+}
+
+impl StoreKeys {
+    fn of(raw: &RawConf) -> StoreKeys {
+        StoreKeys {
+            datastore: raw.datastore.clone(),
+            store_dir: raw.store_dir.clone(),
+            etcd_endpoints: raw.etcd_endpoints.clone(),
+            etcd_host: raw.etcd_host.clone(),
+            etcd_prefix: raw.etcd_prefix.clone(),
+            etcd_dial_timeout_ms: raw.etcd_dial_timeout_ms,
+            etcd_request_timeout_ms: raw.etcd_request_timeout_ms,
+            etcd_username: raw.etcd_username.clone(),
+            etcd_password: raw.etcd_password.clone(),
+            etcd_key_file: raw.etcd_key_file.clone(),
+            etcd_cert_file: raw.etcd_cert_file.clone(),
+            etcd_ca_cert_file: raw.etcd_ca_cert_file.clone(),
+        }
+    }
+}
+
+/// The etcd keys and their values, for the "set without datastore etcd" check. `etcd_host` is
+/// not among them: in whereabouts up to 0.5 it alone selected etcd.
+fn etcd_keys_set(raw: &StoreKeys) -> Option<String> {
     let strings = [
-        ("etcd_host", &raw.etcd_host),
         ("etcd_prefix", &raw.etcd_prefix),
         ("etcd_username", &raw.etcd_username),
         ("etcd_key_file", &raw.etcd_key_file),
@@ -552,8 +705,12 @@ fn etcd_keys_set(raw: &RawConf) -> Option<String> {
     })
 }
 
-fn datastore(raw: &RawConf, origin: &Origin) -> Result<Datastore, Error> {
+fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
     match raw.datastore.as_deref().map(str::trim) {
+        // whereabouts <= 0.5 had no `datastore` key: `etcd_host` meant etcd.
+        None | Some("") if non_empty(raw.etcd_host.as_deref()).is_some() => {
+            Ok(Datastore::Etcd(etcd_conf(raw)?))
+        }
         None | Some("") => {
             // Reservations kept on this node while the operator meant a shared etcd would hand
             // the same address out on two nodes: refuse rather than guess.
@@ -567,7 +724,7 @@ fn datastore(raw: &RawConf, origin: &Origin) -> Result<Datastore, Error> {
         }
         Some("file") => file_datastore(raw),
         Some("etcd") => Ok(Datastore::Etcd(etcd_conf(raw)?)),
-        Some("kubernetes") => Err(kubernetes_rejected(origin.of("datastore"))),
+        Some("kubernetes") => node_datastore(origin.of("datastore")),
         Some(other) => Err(Error::invalid_config(format!(
             "ipam.datastore {other:?} is not supported: leave it out (or \"file\") for the \
              embedded file store, or use \"etcd\""
@@ -575,27 +732,56 @@ fn datastore(raw: &RawConf, origin: &Origin) -> Result<Datastore, Error> {
     }
 }
 
-/// whereabouts' Kubernetes datastore keeps IPPool custom resources; we keep our own store.
-fn kubernetes_rejected(from_file: Option<&Path>) -> Error {
-    let msg = match from_file {
-        None => "ipam.datastore \"kubernetes\" is not supported: multihome keeps reservations \
-                 in its own store; remove the key (embedded file store, one node) or use \
-                 \"etcd\" (several nodes)"
-            .to_string(),
-        // A node with whereabouts installed has this in its flat file; the network
-        // configuration overrides it without touching whereabouts.
-        Some(path) => format!(
-            "ipam.datastore \"kubernetes\" (from the whereabouts flat file {}) is not \
-             supported: multihome keeps reservations in its own store; set ipam.datastore to \
-             \"file\" (embedded file store, one node) or \"etcd\" (several nodes) in the network \
-             configuration to override it",
-            path.display()
+/// `"datastore": "kubernetes"` is whereabouts' cluster store, which its installer writes into
+/// the flat file of every node: a node moved to multihome says once, in its own settings file,
+/// which store that means here (`"file"` for a one-node cluster, `"etcd"` with its endpoints),
+/// so that no NAD needs editing. Without that file the choice is not guessed: the file store
+/// on a cluster of several nodes would hand one address out on two nodes.
+fn node_datastore(from_file: Option<&Path>) -> Result<Datastore, Error> {
+    let path = node_config_dir().join(NODE_FILE);
+    let said = match from_file {
+        Some(flat) => format!(
+            "ipam.datastore \"kubernetes\" (from the whereabouts flat file {})",
+            flat.display()
         ),
+        None => "ipam.datastore \"kubernetes\"".to_string(),
     };
-    Error::invalid_config(msg)
+    let what = format!("the node's whereabouts settings {}", path.display());
+    if !path.exists() {
+        return Err(Error::invalid_config(format!(
+            "{said} is whereabouts' cluster store, which multihome does not keep: say which \
+             store it means on this node in {}, e.g. {{\"datastore\": \"etcd\", \
+             \"etcd_endpoints\": [...]}} (or {{\"datastore\": \"file\"}} on a one-node \
+             cluster), or set ipam.datastore in the network configuration",
+            path.display()
+        )));
+    }
+    let node = read_flat_file(&path, &what)?;
+    let keys: StoreKeys = cni::config::typed(&Value::Object(node), "")
+        .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?;
+    match keys.datastore.as_deref().map(str::trim) {
+        Some("file" | "etcd") => {}
+        other => {
+            return Err(Error::invalid_config(format!(
+                "{what}: datastore {other:?} must be \"file\" or \"etcd\" (it says what {said} \
+                 means on this node)"
+            )))
+        }
+    }
+    let store = datastore(&keys, &Origin::default())
+        .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?;
+    cni::log_info!(
+        "{said} read as {} from {}",
+        match store {
+            Datastore::File { .. } => "the embedded file store",
+            Datastore::Etcd(_) => "etcd",
+        },
+        path.display()
+    );
+    Ok(store)
 }
 
-fn file_datastore(raw: &RawConf) -> Result<Datastore, Error> {
+fn file_datastore(raw: &StoreKeys) -> Result<Datastore, Error> {
     let dir = non_empty(raw.store_dir.as_deref()).unwrap_or(DEFAULT_STORE_DIR);
     if !Path::new(dir).is_absolute() {
         return Err(Error::invalid_config(format!(
@@ -607,7 +793,7 @@ fn file_datastore(raw: &RawConf) -> Result<Datastore, Error> {
     })
 }
 
-fn etcd_conf(raw: &RawConf) -> Result<EtcdConf, Error> {
+fn etcd_conf(raw: &StoreKeys) -> Result<EtcdConf, Error> {
     let (username, password) = pair(
         ("ipam.etcd_username", &raw.etcd_username),
         ("ipam.etcd_password", &raw.etcd_password),
@@ -658,7 +844,7 @@ fn pair(
 }
 
 /// `etcd_endpoints` (comma-separated string or list) then `etcd_host` (comma-separated).
-fn endpoints(raw: &RawConf) -> Result<Vec<String>, Error> {
+fn endpoints(raw: &StoreKeys) -> Result<Vec<String>, Error> {
     let mut items: Vec<(String, String)> = Vec::new();
     match raw.etcd_endpoints.as_ref() {
         None | Some(Value::Null) => {}

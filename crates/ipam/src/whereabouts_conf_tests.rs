@@ -424,8 +424,8 @@ fn etcd_errors_name_the_key() {
             "ipam.etcd_request_timeout_ms",
         ),
         (
-            json!({"etcd_host": "e:1"}),
-            "ipam.etcd_host \"e:1\" is set but ipam.datastore is not",
+            json!({"etcd_endpoints": ["e:1"]}),
+            "ipam.etcd_endpoints [\"e:1\"] is set but ipam.datastore is not",
         ),
     ];
     for (mut ipam, want) in cases {
@@ -442,13 +442,23 @@ fn explicit_file_datastore_ignores_etcd_keys() {
 }
 
 #[test]
-fn datastore_kubernetes_is_rejected_with_the_way_out() {
+fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
+    let c = ok(json!({"range": "10.0.0.0/24", "etcd_host": "e1:2379,e2:2379"}));
+    let Datastore::Etcd(etcd) = c.datastore else {
+        panic!("etcd_host alone selects etcd")
+    };
+    assert_eq!(etcd.endpoints, ["http://e1:2379", "http://e2:2379"]);
+}
+
+#[test]
+fn datastore_kubernetes_without_a_node_setting_names_the_file_to_write() {
     let e = err(json!({"range": "10.0.0.0/24", "datastore": "kubernetes"}));
-    assert_eq!(
-        e.msg,
-        "ipam.datastore \"kubernetes\" is not supported: multihome keeps reservations in its \
-         own store; remove the key (embedded file store, one node) or use \"etcd\" (several \
-         nodes)"
+    assert_eq!(e.code, 7);
+    assert!(
+        e.msg.contains("/etc/multihome/whereabouts.conf")
+            && e.msg.contains("\"datastore\": \"etcd\""),
+        "{}",
+        e.msg
     );
     let e = err(json!({"range": "10.0.0.0/24", "datastore": "consul"}));
     assert!(e.msg.contains("ipam.datastore \"consul\""), "{}", e.msg);
@@ -556,7 +566,11 @@ fn kubernetes_datastore_from_the_flat_file_says_how_to_override_it() {
     let e = parse_with_paths(&conf, &args(""), &[&path]).unwrap_err();
     assert_eq!(e.code, 7);
     assert!(e.msg.contains(&path.display().to_string()), "{}", e.msg);
-    assert!(e.msg.contains("to override it"), "{}", e.msg);
+    assert!(
+        e.msg.contains("/etc/multihome/whereabouts.conf"),
+        "{}",
+        e.msg
+    );
     let conf = net_conf(json!({"range": "10.0.0.0/24", "datastore": "file"}));
     let c = parse_with_paths(&conf, &args(""), &[&path]).unwrap();
     assert!(matches!(c.datastore, Datastore::File { .. }));
