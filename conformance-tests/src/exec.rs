@@ -146,6 +146,29 @@ impl Invocation {
         collect(cmd, self.stdin.as_deref(), self.timeout)
     }
 
+    /// Starts the plugin without waiting for it (its output is discarded): for a test that
+    /// kills it at a moment of its choosing, as a runtime's timeout does.
+    pub fn spawn(&self) -> io::Result<std::process::Child> {
+        self.refuse_root_namespace();
+        let mut cmd = Command::new(&self.plugin);
+        cmd.env_clear()
+            .env("PATH", host_path())
+            .envs(self.env.iter().cloned())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(node) = &self.node {
+            enter_netns(&mut cmd, node)?;
+        }
+        let mut child = cmd.spawn()?;
+        if let Some(mut pipe) = child.stdin.take() {
+            use std::io::Write as _;
+            // A child killed before it read its stdin closes the pipe: not an error here.
+            let _ = pipe.write_all(self.stdin.as_deref().unwrap_or_default());
+        }
+        Ok(child)
+    }
+
     /// Runs the plugin; panics when it cannot be started.
     pub fn run(&self) -> Outcome {
         self.try_run()

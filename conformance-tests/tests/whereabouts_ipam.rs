@@ -64,6 +64,18 @@ impl Lab {
     }
 
     fn call(&self, command: &str, cid: &str, ifname: &str, args: &str, conf: &Value) -> Outcome {
+        self.call_env(command, cid, ifname, args, conf, &[])
+    }
+
+    fn call_env(
+        &self,
+        command: &str,
+        cid: &str,
+        ifname: &str,
+        args: &str,
+        conf: &Value,
+        env: &[(&str, &str)],
+    ) -> Outcome {
         let vars = CniVars {
             command: command.into(),
             container_id: cid.into(),
@@ -72,10 +84,29 @@ impl Lab {
             args: args.into(),
             path: String::new(),
         };
+        let mut inv = Invocation::new(ours("whereabouts"))
+            .in_node(&self.node)
+            .vars(&vars)
+            .stdin_json(conf);
+        for (k, v) in env {
+            inv = inv.env(k, v);
+        }
+        inv.run()
+    }
+
+    /// GC of `conf`'s network with these attachments (CONTAINER_ID, IFNAME) valid.
+    fn gc(&self, conf: &Value, valid: &[(&str, &str)]) -> Outcome {
+        let mut conf = conf.clone();
+        conf["cni.dev/valid-attachments"] = valid
+            .iter()
+            .map(|(c, i)| json!({"containerID": c, "ifname": i}))
+            .collect();
+        let mut vars = CniVars::command("GC");
+        vars.path = ours("whereabouts").parent().unwrap().display().to_string();
         Invocation::new(ours("whereabouts"))
             .in_node(&self.node)
             .vars(&vars)
-            .stdin_json(conf)
+            .stdin_json(&conf)
             .run()
     }
 
@@ -102,8 +133,9 @@ impl Lab {
         self.tool(&["list"])
             .lines()
             .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[1].to_string(), f[2].to_string())
+                // pool label (one or more words), address, container ID, ifname, pod
+                let f: Vec<&str> = l.split_whitespace().rev().collect();
+                (f[3].to_string(), f[2].to_string())
             })
             .collect()
     }
@@ -323,7 +355,7 @@ fn status_is_code_50_when_the_store_is_unwritable_or_corrupt_and_corruption_is_n
     let block = std::fs::read_dir(lab.store())
         .unwrap()
         .flatten()
-        .next()
+        .find(|e| e.path().is_dir())
         .unwrap()
         .path()
         .join("blocks/4-a5b00.json");
@@ -403,6 +435,85 @@ fn libcni_and_a_multus_shaped_call_allocate_check_and_release(lab: Lab) {
     assert!(lab.reservations().is_empty());
 }
 
+fn gc_of_one_network_keeps_the_live_addresses_of_another_network_sharing_the_pool(lab: Lab) {
+    // Both NADs use the default network_name: one pool. GC of nad-a used to free nad-b's.
+    let mut a = lab.conf(json!({"range": "10.95.0.0/24"}));
+    a["name"] = json!("nad-a");
+    let mut b = a.clone();
+    b["name"] = json!("nad-b");
+    let a1 = ip_of(&lab.add("a1", &a));
+    let b1 = ip_of(&lab.add("b1", &b));
+    let gc = lab.gc(&a, &[("a1", "net1")]);
+    assert!(gc.ok(), "{gc}");
+    assert!(
+        lab.reservations().contains(&(b1.trim_end_matches("/24").to_string(), "b1".into())),
+        "nad-b's reservation survives nad-a's GC: {:?}",
+        lab.reservations()
+    );
+    let b2 = ip_of(&lab.add("b2", &b));
+    assert!(b2 != b1 && b2 != a1, "{b2} is new");
+    // A GC does release its own network's stale ones.
+    assert!(lab.gc(&b, &[("b2", "net1")]).ok());
+    let left: Vec<String> = lab.reservations().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(left, ["a1", "b2"]);
+}
+
+fn an_edited_nad_keeps_its_pool_and_old_pods_release_with_the_new_config(lab: Lab) {
+    let before = lab.conf(json!({"range": "10.96.0.0/24", "enable_overlapping_ranges": false}));
+    let mut after = before.clone();
+    after["ipam"]["exclude"] = json!(["10.96.0.200/29"]);
+    after["ipam"]["range_end"] = json!("10.96.0.250");
+    let old = ip_of(&lab.add("old", &before));
+    let new = ip_of(&lab.add("new", &after));
+    assert_ne!(old, new, "the edited NAD sees the old pod's address");
+    assert!(lab.call("DEL", "old", "net1", "", &after).ok());
+    let left: Vec<String> = lab.reservations().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(left, ["new"], "the old pod's DEL with the new config released it");
+}
+
+fn del_and_gc_succeed_where_only_add_would_refuse_the_input(lab: Lab) {
+    let good = lab.conf(json!({"range": "10.97.0.0/24"}));
+    ip_of(&lab.add("p1", &good));
+    ip_of(&lab.add("p2", &good));
+    let mut bad = good.clone();
+    bad["ipam"]["exclude"] = json!(["not-an-address"]);
+    bad["ipam"]["routes"] = json!([{"dst": "nowhere"}]);
+    let refused = lab.call("ADD", "p3", "net1", "IP=garbage", &bad);
+    assert_eq!(refused.error_code(), Some(7), "{refused}");
+    let del = lab.call("DEL", "p1", "net1", "IP=garbage", &bad);
+    assert!(del.ok(), "{del}");
+    // A range that cannot be read at all: every pool of the network_name is searched.
+    let mut unreadable = good.clone();
+    unreadable["ipam"]["range"] = json!("10.97.0.0/99");
+    let del = lab.call("DEL", "p2", "net1", "", &unreadable);
+    assert!(del.ok(), "{del}");
+    assert!(lab.reservations().is_empty(), "{:?}", lab.reservations());
+    assert!(lab.gc(&unreadable, &[]).ok());
+}
+
+fn a_bare_cni_args_ip_gets_the_prefix_of_its_range(lab: Lab) {
+    // podman run --ip passes IP=<address> without a prefix; host-local accepts it.
+    let conf = lab.conf(json!({"range": "10.98.0.0/24"}));
+    let out = lab.call("ADD", "podman", "eth0", "IgnoreUnknown=1;IP=10.98.0.50", &conf);
+    assert!(out.ok(), "{out}");
+    let ips: Vec<Value> = out.json()["ips"].as_array().unwrap().clone();
+    assert!(
+        ips.iter().any(|i| i["address"] == "10.98.0.50/24"),
+        "{ips:?}"
+    );
+    let outside = lab.call("ADD", "podman2", "eth0", "IP=192.0.2.7", &conf);
+    assert_eq!(outside.error_code(), Some(7), "{outside}");
+}
+
+fn a_gateway_outside_the_range_is_reported_as_whereabouts_does(lab: Lab) {
+    let conf = lab.conf(json!({"range": "10.99.1.0/24", "gateway": "10.99.0.1"}));
+    let r = lab.add("g", &conf).json();
+    assert_eq!(
+        r["ips"][0],
+        json!({"address": "10.99.1.1/24", "gateway": "10.99.0.1"})
+    );
+}
+
 /// Runs each behaviour test against both stores.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -426,7 +537,111 @@ on_both_stores!(
     del_is_idempotent_and_check_fails_once_the_reservation_is_gone,
     gc_releases_reservations_of_attachments_not_in_the_valid_list,
     libcni_and_a_multus_shaped_call_allocate_check_and_release,
+    gc_of_one_network_keeps_the_live_addresses_of_another_network_sharing_the_pool,
+    an_edited_nad_keeps_its_pool_and_old_pods_release_with_the_new_config,
+    del_and_gc_succeed_where_only_add_would_refuse_the_input,
+    a_bare_cni_args_ip_gets_the_prefix_of_its_range,
+    a_gateway_outside_the_range_is_reported_as_whereabouts_does,
 );
+
+#[test]
+fn stray_files_in_the_store_directory_keep_status_and_the_tool_working() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.100.0.0/24"}));
+    ip_of(&lab.add("a", &conf));
+    std::fs::write(lab.store().join("README"), "what this directory is").unwrap();
+    std::fs::write(lab.store().join("notes.json~"), "{").unwrap();
+    std::fs::create_dir(lab.store().join("lost+found")).unwrap();
+    let st = Invocation::new(ours("whereabouts"))
+        .in_node(&lab.node)
+        .vars(&CniVars::command("STATUS"))
+        .stdin_json(&conf)
+        .run();
+    assert!(st.ok(), "{st}");
+    assert_eq!(lab.reservations().len(), 1);
+    assert!(lab.tool(&["verify"]).contains("no damage"));
+}
+
+#[test]
+fn a_hung_lock_holder_makes_add_try_again_later_naming_it() {
+    let lab = Lab::new();
+    let conf = lab.conf(json!({"range": "10.101.0.0/24"}));
+    ip_of(&lab.add("a", &conf));
+    let pool_lock = std::fs::read_dir(lab.store())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("pool.lock"))
+        .find(|p| p.exists())
+        .expect("the pool's lock file");
+    // A holder that never lets go (a stopped process, a disk stuck in fdatasync).
+    // `-o`: the lock stays with flock itself, not with the command it runs.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&pool_lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .contains(&format!(" {} ", holder.id()))
+    {
+        assert!(std::time::Instant::now() < deadline, "flock never took the lock");
+        std::thread::yield_now();
+    }
+    let started = std::time::Instant::now();
+    let out = lab.add("b", &conf);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "bounded wait");
+    assert_eq!(out.error_code(), Some(11), "{out}");
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("pool.lock") && msg.contains(&format!("pid {}", holder.id())),
+        "names the lock and its holder: {msg}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(ip_of(&lab.add("b", &conf)), "10.101.0.2/24", "and works once it is gone");
+}
+
+#[test]
+fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
+    let lab = Lab::new();
+    let flat = lab.scratch.join("whereabouts.conf");
+    std::fs::write(&flat, r#"{"datastore": "kubernetes", "kubernetes": {"kubeconfig": "/k"}}"#)
+        .unwrap();
+    let mut conf = lab.conf(json!({"range": "10.102.0.0/24"}));
+    let o = conf["ipam"].as_object_mut().unwrap();
+    o.remove("store_dir");
+    o.insert("configuration_path".into(), json!(flat));
+    let refused = lab.add("k", &conf);
+    assert_eq!(refused.error_code(), Some(7), "{refused}");
+    assert!(
+        refused.json()["msg"].as_str().unwrap().contains("/etc/multihome/whereabouts.conf"),
+        "names the node setting to write: {refused}"
+    );
+    let node_dir = lab.scratch.join("etc-multihome");
+    std::fs::create_dir(&node_dir).unwrap();
+    std::fs::write(
+        node_dir.join("whereabouts.conf"),
+        json!({"datastore": "file", "store_dir": lab.store()}).to_string(),
+    )
+    .unwrap();
+    let env = [("MULTIHOME_CONFIG_DIR", node_dir.to_str().unwrap())];
+    let out = lab.call_env("ADD", "k", "net1", "", &conf, &env);
+    assert_eq!(ip_of(&out), "10.102.0.1/24");
+    assert_eq!(lab.reservations(), [("10.102.0.1".to_string(), "k".to_string())]);
+}
+
+#[test]
+fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
+    let lab = Lab::with(Backend::Etcd);
+    let etcd = lab.etcd.as_ref().unwrap();
+    let host = etcd.endpoint(0).trim_start_matches("http://").to_string();
+    let conf = json!({"cniVersion": "1.1.0", "name": "wb-net", "type": "whereabouts",
+        "ipam": {"type": "whereabouts", "range": "10.103.0.0/24", "etcd_host": host}});
+    assert_eq!(ip_of(&lab.add("e", &conf)), "10.103.0.1/24");
+    assert_eq!(lab.reservations(), [("10.103.0.1".to_string(), "e".to_string())]);
+}
 
 #[test]
 fn status_is_code_50_when_etcd_is_unreachable() {

@@ -159,7 +159,7 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<Lock, StoreError> {
             let holder = file
                 .metadata()
                 .ok()
-                .and_then(|m| holder_of(m.ino()))
+                .and_then(|m| holder_of(m.dev(), m.ino()))
                 .unwrap_or_else(|| "a process that cannot be named".into());
             return Err(StoreError::Transient(format!(
                 "the lock {} is still held by {holder} after {} ms",
@@ -172,16 +172,23 @@ pub fn lock(path: &Path, timeout: Duration) -> Result<Lock, StoreError> {
     }
 }
 
-/// Who holds the flock on inode `ino`, from /proc/locks: `pid <n> (<comm>)`.
-fn holder_of(ino: u64) -> Option<String> {
+/// Who holds the flock on the file `dev`/`ino`, from /proc/locks: `pid <n> (<comm>)`.
+fn holder_of(dev: u64, ino: u64) -> Option<String> {
     let locks = fs::read_to_string("/proc/locks").ok()?;
-    // "1: FLOCK  ADVISORY  WRITE 1234 00:1f:5678 0 EOF"; blocked waiters are "1: -> FLOCK ...".
+    // "1: FLOCK  ADVISORY  WRITE 1234 00:1f:5678 0 EOF" (major and minor in hex, the inode in
+    // decimal, as fs/locks.c prints them); blocked waiters are "1: -> FLOCK ...".
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let id = format!("{major:02x}:{minor:02x}:{ino}");
     let pid = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (kind, pid, id) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
-        let inode = id.rsplit(':').next()?.parse::<u64>().ok()?;
-        (*kind == "FLOCK" && inode == ino).then(|| pid.to_string())
+        let (kind, pid, file) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+        (*kind == "FLOCK" && *file == id).then(|| pid.to_string())
     })?;
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    Some(format!("pid {pid} ({})", comm.trim()))
+    // The kernel names the process that took the lock; a child it forked keeps holding it
+    // after that process is gone.
+    Some(match fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => format!("pid {pid} ({})", comm.trim()),
+        Err(_) => format!("pid {pid} (exited: a process it started holds the lock)"),
+    })
 }
