@@ -205,7 +205,10 @@ fn check_live(c: &Campaign, known: &BTreeMap<Attachment, Known>, when: &str) {
     for (a, k) in known {
         let Known::Live(ip) = k else { continue };
         if let Some(other) = seen.insert(ip.clone(), a.cid.clone()) {
-            panic!("{when}: {ip} handed to two live attachments, {other} and {}", a.cid);
+            panic!(
+                "{when}: {ip} handed to two live attachments, {other} and {}",
+                a.cid
+            );
         }
         assert_eq!(
             held.get(ip),
@@ -282,7 +285,11 @@ fn crash_campaign(backend: Backend, kills: usize, max_delay_us: u64) {
                 known.insert(a.clone(), Known::Live(ip_of(&out)));
             }
             "ADD" => {
-                assert_eq!(out.error_code(), Some(102), "only a full pool refuses: {out}");
+                assert_eq!(
+                    out.error_code(),
+                    Some(102),
+                    "only a full pool refuses: {out}"
+                );
                 known.insert(a.clone(), Known::Dying);
             }
             "DEL" => {
@@ -311,7 +318,11 @@ fn crash_campaign(backend: Backend, kills: usize, max_delay_us: u64) {
         }
     }
     for network in NETWORKS {
-        let live: Vec<Attachment> = known.keys().filter(|k| k.network == network).cloned().collect();
+        let live: Vec<Attachment> = known
+            .keys()
+            .filter(|k| k.network == network)
+            .cloned()
+            .collect();
         let refs: Vec<&Attachment> = live.iter().collect();
         let probe = Attachment {
             network,
@@ -378,8 +389,15 @@ fn model_walk(store: &dyn Store, network: &str, thread: usize, steps: usize, see
         network: String::new(),
         cidr: None,
     };
-    let range = IpRange::new("", "10.111.0.0/26".parse().unwrap(), None, None, Vec::new(), None)
-        .unwrap();
+    let range = IpRange::new(
+        "",
+        "10.111.0.0/26".parse().unwrap(),
+        None,
+        None,
+        Vec::new(),
+        None,
+    )
+    .unwrap();
     let mut model = Model::default();
     // Pods p0..p3 of this thread; each has a current sandbox generation.
     let mut generation = [0usize; 4];
@@ -412,7 +430,10 @@ fn model_walk(store: &dyn Store, network: &str, thread: usize, steps: usize, see
                 match store.reserve(&pool, &range, &new) {
                     Ok(ip) => {
                         if let Some(had) = before {
-                            assert_eq!(had, ip, "step {step}: a restarted sandbox lost its address");
+                            assert_eq!(
+                                had, ip,
+                                "step {step}: a restarted sandbox lost its address"
+                            );
                         }
                         model
                             .held
@@ -422,7 +443,10 @@ fn model_walk(store: &dyn Store, network: &str, thread: usize, steps: usize, see
                     Err(e) => panic!("step {step}: {e}"),
                 }
                 // The old sandbox's late DEL frees nothing.
-                assert!(store.release(&pool, &o.container_id, "net1").unwrap().is_empty());
+                assert!(store
+                    .release(&pool, &o.container_id, "net1")
+                    .unwrap()
+                    .is_empty());
             }
             4..=5 => {
                 let freed = store.release(&pool, &o.container_id, "net1").unwrap();
@@ -487,7 +511,10 @@ fn model_test(open: &(dyn Fn() -> Box<dyn Store> + Sync), steps: usize) {
     let mut want: BTreeMap<IpAddr, String> = BTreeMap::new();
     for m in &models {
         for ((cid, _), ip) in &m.held {
-            assert!(want.insert(*ip, cid.clone()).is_none(), "{ip} in two models");
+            assert!(
+                want.insert(*ip, cid.clone()).is_none(),
+                "{ip} in two models"
+            );
         }
     }
     let got: BTreeMap<IpAddr, String> = store

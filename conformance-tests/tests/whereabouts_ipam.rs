@@ -446,7 +446,8 @@ fn gc_of_one_network_keeps_the_live_addresses_of_another_network_sharing_the_poo
     let gc = lab.gc(&a, &[("a1", "net1")]);
     assert!(gc.ok(), "{gc}");
     assert!(
-        lab.reservations().contains(&(b1.trim_end_matches("/24").to_string(), "b1".into())),
+        lab.reservations()
+            .contains(&(b1.trim_end_matches("/24").to_string(), "b1".into())),
         "nad-b's reservation survives nad-a's GC: {:?}",
         lab.reservations()
     );
@@ -468,7 +469,11 @@ fn an_edited_nad_keeps_its_pool_and_old_pods_release_with_the_new_config(lab: La
     assert_ne!(old, new, "the edited NAD sees the old pod's address");
     assert!(lab.call("DEL", "old", "net1", "", &after).ok());
     let left: Vec<String> = lab.reservations().into_iter().map(|(_, c)| c).collect();
-    assert_eq!(left, ["new"], "the old pod's DEL with the new config released it");
+    assert_eq!(
+        left,
+        ["new"],
+        "the old pod's DEL with the new config released it"
+    );
 }
 
 fn del_and_gc_succeed_where_only_add_would_refuse_the_input(lab: Lab) {
@@ -494,7 +499,13 @@ fn del_and_gc_succeed_where_only_add_would_refuse_the_input(lab: Lab) {
 fn a_bare_cni_args_ip_gets_the_prefix_of_its_range(lab: Lab) {
     // podman run --ip passes IP=<address> without a prefix; host-local accepts it.
     let conf = lab.conf(json!({"range": "10.98.0.0/24"}));
-    let out = lab.call("ADD", "podman", "eth0", "IgnoreUnknown=1;IP=10.98.0.50", &conf);
+    let out = lab.call(
+        "ADD",
+        "podman",
+        "eth0",
+        "IgnoreUnknown=1;IP=10.98.0.50",
+        &conf,
+    );
     assert!(out.ok(), "{out}");
     let ips: Vec<Value> = out.json()["ips"].as_array().unwrap().clone();
     assert!(
@@ -586,12 +597,18 @@ fn a_hung_lock_holder_makes_add_try_again_later_naming_it() {
         .unwrap()
         .contains(&format!(" {} ", holder.id()))
     {
-        assert!(std::time::Instant::now() < deadline, "flock never took the lock");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never took the lock"
+        );
         std::thread::yield_now();
     }
     let started = std::time::Instant::now();
     let out = lab.add("b", &conf);
-    assert!(started.elapsed() < std::time::Duration::from_secs(8), "bounded wait");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "bounded wait"
+    );
     assert_eq!(out.error_code(), Some(11), "{out}");
     let msg = out.json()["msg"].as_str().unwrap().to_string();
     assert!(
@@ -600,15 +617,25 @@ fn a_hung_lock_holder_makes_add_try_again_later_naming_it() {
     );
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert_eq!(ip_of(&lab.add("b", &conf)), "10.101.0.2/24", "and works once it is gone");
+    assert_eq!(
+        ip_of(&lab.add("b", &conf)),
+        "10.101.0.2/24",
+        "and works once it is gone"
+    );
 }
 
 #[test]
 fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
     let lab = Lab::new();
     let flat = lab.scratch.join("whereabouts.conf");
-    std::fs::write(&flat, r#"{"datastore": "kubernetes", "kubernetes": {"kubeconfig": "/k"}}"#)
-        .unwrap();
+    let log = lab.scratch.join("whereabouts.log");
+    std::fs::write(
+        &flat,
+        json!({"datastore": "kubernetes", "kubernetes": {"kubeconfig": "/k"},
+               "log_file": log, "log_level": "info"})
+        .to_string(),
+    )
+    .unwrap();
     let mut conf = lab.conf(json!({"range": "10.102.0.0/24"}));
     let o = conf["ipam"].as_object_mut().unwrap();
     o.remove("store_dir");
@@ -616,7 +643,10 @@ fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
     let refused = lab.add("k", &conf);
     assert_eq!(refused.error_code(), Some(7), "{refused}");
     assert!(
-        refused.json()["msg"].as_str().unwrap().contains("/etc/multihome/whereabouts.conf"),
+        refused.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/multihome/whereabouts.conf"),
         "names the node setting to write: {refused}"
     );
     let node_dir = lab.scratch.join("etc-multihome");
@@ -629,7 +659,19 @@ fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
     let env = [("MULTIHOME_CONFIG_DIR", node_dir.to_str().unwrap())];
     let out = lab.call_env("ADD", "k", "net1", "", &conf, &env);
     assert_eq!(ip_of(&out), "10.102.0.1/24");
-    assert_eq!(lab.reservations(), [("10.102.0.1".to_string(), "k".to_string())]);
+    assert_eq!(
+        lab.reservations(),
+        [("10.102.0.1".to_string(), "k".to_string())]
+    );
+    // The flat file's log_file and log_level are used, and say what was chosen.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("read as the embedded file store"),
+        "{logged}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
 
 #[test]
@@ -640,7 +682,10 @@ fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
     let conf = json!({"cniVersion": "1.1.0", "name": "wb-net", "type": "whereabouts",
         "ipam": {"type": "whereabouts", "range": "10.103.0.0/24", "etcd_host": host}});
     assert_eq!(ip_of(&lab.add("e", &conf)), "10.103.0.1/24");
-    assert_eq!(lab.reservations(), [("10.103.0.1".to_string(), "e".to_string())]);
+    assert_eq!(
+        lab.reservations(),
+        [("10.103.0.1".to_string(), "e".to_string())]
+    );
 }
 
 #[test]

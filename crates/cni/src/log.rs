@@ -4,8 +4,9 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Severity, most severe first.
@@ -45,25 +46,47 @@ impl Level {
 
 #[derive(Debug)]
 struct Logger {
-    level: Level,
+    /// `None`: not set, warnings and errors.
+    level: Option<Level>,
     file: Option<PathBuf>,
-    tag: String,
+    tag: Option<String>,
 }
 
-static LOGGER: OnceLock<Logger> = OnceLock::new();
+static LOGGER: Mutex<Logger> = Mutex::new(Logger {
+    level: None,
+    file: None,
+    tag: None,
+});
+
+fn logger() -> MutexGuard<'static, Logger> {
+    LOGGER.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Sets where and how much to log; the first call wins. Without it: warnings and errors on stderr.
 pub fn init(tag: &str, level: Option<&str>, file: Option<&str>) {
-    let _ = LOGGER.set(Logger {
-        level: level.and_then(Level::parse).unwrap_or(Level::Warn),
-        file: file.filter(|f| !f.is_empty()).map(PathBuf::from),
-        tag: tag.to_string(),
-    });
+    let mut l = logger();
+    if l.tag.is_none() {
+        l.tag = Some(tag.to_string());
+        l.level = level.and_then(Level::parse);
+        l.file = file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    }
+}
+
+/// Fills in what [`init`] left unset (whereabouts' flat file gives `log_level` and `log_file`
+/// for every network whose configuration does not).
+pub fn fill_in(level: Option<&str>, file: Option<&str>) {
+    let mut l = logger();
+    if l.level.is_none() {
+        l.level = level.and_then(Level::parse);
+    }
+    if l.file.is_none() {
+        l.file = file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    }
 }
 
 /// Whether a message at `level` would be written.
 pub fn enabled(level: Level) -> bool {
-    level <= LOGGER.get().map_or(Level::Warn, |l| l.level)
+    level <= logger().level.unwrap_or(Level::Warn)
 }
 
 /// Writes one line; failures to log are ignored (a log must never fail a CNI call).
@@ -71,18 +94,28 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
-    let tag = LOGGER.get().map_or("cni", |l| l.tag.as_str());
+    let (tag, file) = {
+        let l = logger();
+        (
+            l.tag.clone().unwrap_or_else(|| "cni".into()),
+            l.file.clone(),
+        )
+    };
     let line = format!(
         "{} [{}] {tag}[{}]: {args}\n",
         timestamp(),
         level.as_str(),
         std::process::id()
     );
-    let file = LOGGER.get().and_then(|l| l.file.as_ref());
+    // Never through a symlink, never blocking on a FIFO, private to root whatever the umask.
+    const O_NOFOLLOW: i32 = 0o400000;
+    const O_NONBLOCK: i32 = 0o4000;
     let written = file.is_some_and(|path| {
         OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
             .open(path)
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .is_ok()

@@ -924,3 +924,106 @@ fn a_hint_lowering_lost_to_another_del_is_tried_again_until_the_hint_is_low_enou
         "lowered again from the hint the lost race brought back"
     );
 }
+
+#[test]
+fn a_restarted_sandbox_whose_adopt_answer_was_lost_keeps_the_address_and_claims_no_other() {
+    let adopts = Arc::new(Mutex::new(0));
+    let a = adopts.clone();
+    let by_pod = b64("/mh/own/n=net/p|ns%2Fvm|net1/4-0a090005");
+    let (store, fake) = store_on(
+        &["http://m1:2379", "http://m2:2379"],
+        &[],
+        Duration::from_secs(2),
+        move |req, _| {
+            let target = req.body["compare"][0]["target"].as_str().unwrap_or("");
+            if req.path == TXN && req.body.get("compare").is_none() {
+                // Nothing under the new container ID, no hint, the pod's old address.
+                ok(&format!(
+                    r#"{{"header":{{"revision":"10"}},"succeeded":true,"responses":[
+                    {{"response_range":{{"header":{{}}}}}},{{"response_range":{{"header":{{}}}}}},
+                    {{"response_range":{{"header":{{}},"kvs":[{{"key":"{by_pod}"}}],"count":"1"}}}}]}}"#
+                ))
+            } else if req.path == RANGE {
+                // The reservation: the old sandbox's before the adopt was applied, ours after.
+                let cid = if *a.lock().unwrap() == 0 {
+                    "old"
+                } else {
+                    "new"
+                };
+                let value = b64(&format!(
+                    r#"{{"container_id":"{cid}","ifname":"net1","pod_ref":"ns/vm"}}"#
+                ));
+                ok(&format!(
+                    r#"{{"header":{{"revision":"11"}},"kvs":[{{"key":"{}","create_revision":"5",
+                    "mod_revision":"5","version":"1","value":"{value}"}}],"count":"1"}}"#,
+                    b64("/mh/ip/n=net/4-0a090005")
+                ))
+            } else if target == "MOD" {
+                let mut n = a.lock().unwrap();
+                *n += 1;
+                if *n == 1 {
+                    // Applied, but the member died before the answer was whole.
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 90\r\n\r\n{\"he"
+                        .to_vec()
+                } else {
+                    // The retry's compare fails on our own write.
+                    ok(r#"{"header":{"revision":"12"}}"#)
+                }
+            } else {
+                panic!("no other address may be claimed: {}", req.body)
+            }
+        },
+    );
+    let new = Owner {
+        pod_ref: Some("ns/vm".into()),
+        ..owner("new")
+    };
+    let ip = store.reserve(&pool(), &range_24(), &new).unwrap();
+    assert_eq!(ip, "10.9.0.5".parse::<IpAddr>().unwrap());
+    assert_eq!(*adopts.lock().unwrap(), 2, "{:?}", fake.seen());
+}
+
+#[test]
+fn exhausted_is_said_only_after_a_linearizable_pass_agrees() {
+    // A lagging member's own copy shows the /24 full; the cluster has 10.9.0.7 free.
+    let keys = |skip: Option<u32>| -> String {
+        (1..=254u32)
+            .filter(|i| Some(*i) != skip)
+            .map(|i| {
+                format!(
+                    r#"{{"key":"{}"}}"#,
+                    b64(&format!("/mh/ip/n=net/4-0a0900{i:02x}"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (store, fake) = store_on(
+        &["http://m1:2379"],
+        &[],
+        Duration::from_secs(2),
+        move |req, _| {
+            if req.path == TXN && req.body.get("compare").is_none() {
+                ok(
+                    r#"{"header":{"revision":"10"},"succeeded":true,"responses":[{"response_range":{"header":{}}},{"response_range":{"header":{}}}]}"#,
+                )
+            } else if req.path == RANGE {
+                let stale = req.body.get("serializable").is_some();
+                let kvs = keys(if stale { None } else { Some(7) });
+                ok(&format!(
+                    r#"{{"header":{{"revision":"10"}},"kvs":[{kvs}],"count":"254"}}"#
+                ))
+            } else {
+                ok(r#"{"header":{"revision":"11"},"succeeded":true}"#)
+            }
+        },
+    );
+    let ip = store.reserve(&pool(), &range_24(), &owner("c1")).unwrap();
+    assert_eq!(ip, "10.9.0.7".parse::<IpAddr>().unwrap());
+    let linearizable = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path == RANGE && s.body.get("serializable").is_none())
+        .count();
+    assert_eq!(linearizable, 1, "one confirming pass");
+}

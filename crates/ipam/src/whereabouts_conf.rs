@@ -307,13 +307,18 @@ fn merged_ipam(
     default_paths: &[&Path],
 ) -> Result<(Map<String, Value>, Origin), Error> {
     let inline = inline_ipam(conf)?;
-    Ok(match flat_file_path(&inline, default_paths)? {
+    let (merged, origin) = match flat_file_path(&inline, default_paths)? {
         Some((path, what)) => {
             let flat = read_flat_file(&path, &what)?;
             merge(inline, flat, path)
         }
         None => (inline, Origin::default()),
-    })
+    };
+    // The flat file's log_level and log_file hold where the network configuration says nothing
+    // (the inline ones were set before the call began).
+    let text = |k: &str| merged.get(k).and_then(Value::as_str);
+    cni::log::fill_in(text("log_level"), text("log_file"));
+    Ok((merged, origin))
 }
 
 /// Parses the `ipam` object, filled in from whereabouts' flat file at [`FLAT_FILE_PATHS`].
