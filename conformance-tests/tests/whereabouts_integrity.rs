@@ -15,12 +15,12 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome, TempDir};
-use ipam::etcd_store::EtcdStore;
-use ipam::file_store::FileStore;
 use ipam::range::IpRange;
 use ipam::store::{Owner, PoolId, Store, StoreError};
-use ipam::whereabouts_conf::EtcdConf;
 use serde_json::{json, Value};
+use whereabouts::conf::EtcdConf;
+use whereabouts::etcd_store::EtcdStore;
+use whereabouts::file_store::FileStore;
 
 /// A small random number generator (xorshift), seeded per test so a failure can be replayed
 /// with the seed it prints.

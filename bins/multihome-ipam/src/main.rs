@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ipam::etcd_store::EtcdStore;
-use ipam::file_store::{FileStore, DEFAULT_STORE_DIR};
 use ipam::store::{PoolId, Reservation, Store};
-use ipam::whereabouts_conf::{
+use whereabouts::conf::{
     EtcdConf, DEFAULT_ETCD_DIAL_TIMEOUT_MS, DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
 };
+use whereabouts::etcd_store::EtcdStore;
+use whereabouts::file_store::{FileStore, DEFAULT_STORE_DIR};
 
 #[derive(Parser)]
 #[command(about = "Inspect and repair multihome's whereabouts reservations")]

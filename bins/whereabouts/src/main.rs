@@ -1,5 +1,5 @@
-//! `whereabouts` IPAM. Everything lives in `ipam::whereabouts`.
+//! `whereabouts` IPAM. Everything lives in the `whereabouts` crate.
 
 fn main() {
-    cni::run(&ipam::whereabouts::Whereabouts)
+    cni::run(&whereabouts::Whereabouts)
 }

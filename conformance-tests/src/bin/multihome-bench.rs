@@ -8,12 +8,12 @@ use conformance_tests::bench::{in_netns, machine, table, timed_call, Samples};
 use conformance_tests::{
     ours, reference, require_root, CniVars, EtcdCluster, Netns, Node, OvnLab, TempDir,
 };
-use ipam::etcd_store::EtcdStore;
-use ipam::file_store::FileStore;
 use ipam::range::{from_u128, to_u128, IpRange};
 use ipam::store::{Owner, PoolId, Reservation};
-use ipam::whereabouts_conf::EtcdConf;
 use serde_json::{json, Value};
+use whereabouts::conf::EtcdConf;
+use whereabouts::etcd_store::EtcdStore;
+use whereabouts::file_store::FileStore;
 
 const WARMUP: usize = 10;
 
@@ -389,7 +389,7 @@ fn etcd_conf(endpoints: Vec<String>) -> EtcdConf {
         ca_file: None,
         cert_file: None,
         key_file: None,
-        prefix: ipam::whereabouts_conf::DEFAULT_ETCD_PREFIX.to_string(),
+        prefix: whereabouts::conf::DEFAULT_ETCD_PREFIX.to_string(),
         dial_timeout_ms: 2000,
         request_timeout_ms: 5000,
     }

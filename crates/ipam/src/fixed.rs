@@ -27,7 +27,7 @@ struct StaticConf {
 
 /// One `ipam.addresses` entry, as `static` and `whereabouts` both accept it.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct AddressEntry {
+pub struct AddressEntry {
     address: String,
     #[serde(default)]
     gateway: Option<String>,
@@ -82,7 +82,7 @@ fn address_list(source: &str, value: &Value) -> Result<Vec<IpConfig>, Error> {
 }
 
 /// `ipam.addresses` entries parsed; errors name `ipam.addresses[i].address` / `.gateway`.
-pub(crate) fn config_addresses(entries: &[AddressEntry]) -> Result<Vec<IpConfig>, Error> {
+pub fn config_addresses(entries: &[AddressEntry]) -> Result<Vec<IpConfig>, Error> {
     entries
         .iter()
         .enumerate()
@@ -103,13 +103,13 @@ pub(crate) fn config_addresses(entries: &[AddressEntry]) -> Result<Vec<IpConfig>
 }
 
 /// Appends CNI_ARGS `IP=` addresses and applies `GATEWAY=` to every address containing it.
-pub(crate) fn apply_cni_args(addresses: &mut Vec<IpConfig>, args: &CniArgs) -> Result<(), Error> {
+pub fn apply_cni_args(addresses: &mut Vec<IpConfig>, args: &CniArgs) -> Result<(), Error> {
     apply_cni_args_with(addresses, args, |_| None)
 }
 
 /// [`apply_cni_args`], where a bare address in `IP` (podman's `--ip` passes one; host-local
 /// accepts it) gets the prefix length `prefix_of` gives it (the range it lies in).
-pub(crate) fn apply_cni_args_with(
+pub fn apply_cni_args_with(
     addresses: &mut Vec<IpConfig>,
     args: &CniArgs,
     prefix_of: impl Fn(IpAddr) -> Option<u8>,

@@ -1,15 +1,10 @@
-//! IP address management for the suite's IPAM executables: fixed addresses (`static`); ranges,
-//! exclusions, allocation and the stores of `whereabouts` (the embedded file store, etcd).
+//! IP address management shared by the suite's IPAM executables: ranges and what of them may be
+//! handed out, fixed addresses (`static`), and the `Store` trait every reservation store
+//! implements (the stores themselves live in `whereabouts`).
 //!
-//! This crate decides which addresses an attachment gets and records reservations; it must not
-//! configure interfaces (the main plugin does that with the result).
+//! This crate decides which addresses a range offers; it must not configure interfaces, and it
+//! links no network client (`static` stays small).
 
-pub mod etcd_http;
-pub mod etcd_json;
-pub mod etcd_store;
-pub mod file_store;
 pub mod fixed;
 pub mod range;
 pub mod store;
-pub mod whereabouts;
-pub mod whereabouts_conf;

@@ -21,7 +21,7 @@
 //! their `c=` pool the first time a call uses it (an edited NAD used to fork its pool).
 //!
 //! Requests go to one member per process (picked at random, the next one after a transient
-//! failure) through etcd's JSON gateway ([`crate::etcd_http`]) and require a leader: without
+//! failure) through etcd's JSON gateway ([`etcd::http`]) and require a leader: without
 //! quorum they fail as "try again later" (code 11) within the request timeout, at once when the
 //! member knows it has no leader, at the latest when the timeout runs out.
 
@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::etcd_http::{self, Gateway};
-use crate::etcd_json::{
+use etcd::http::{self, Gateway};
+use etcd::json::{
     Compare, KeyValue, RangeRequest, RangeResponse, Txn, TxnOp, TxnResponse, RANGE, TXN,
 };
 
-use crate::range::{from_u128, to_u128, IpRange};
-use crate::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
-use crate::whereabouts_conf::EtcdConf;
+use etcd::EtcdConf;
+use ipam::range::{from_u128, to_u128, IpRange};
+use ipam::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
 
 /// Keys read per page while looking for a free address.
 const PAGE: i64 = 256;
@@ -141,14 +141,14 @@ fn parse_ip_token(t: &str) -> Option<IpAddr> {
     }
 }
 
-fn map_err(what: &str, e: etcd_http::Error) -> StoreError {
+fn map_err(what: &str, e: http::Error) -> StoreError {
     let msg = format!("etcd {what}: {e}");
     match &e {
         // Not reached, broken, or no answer in time: another member (or a later try) may answer.
-        etcd_http::Error::Unreachable(_) => StoreError::Transient(msg),
+        http::Error::Unreachable(_) => StoreError::Transient(msg),
         // gRPC codes: cancelled, deadline exceeded, aborted, unavailable ("no leader", "request
         // timed out", "leader changed").
-        etcd_http::Error::Etcd { code, message, .. } => match code {
+        http::Error::Etcd { code, message, .. } => match code {
             1 | 4 | 10 | 14 => StoreError::Transient(msg),
             // A member that died under an in-flight request: its connection broke ("transport
             // error"); another member answers the retry.
@@ -157,7 +157,7 @@ fn map_err(what: &str, e: etcd_http::Error) -> StoreError {
         },
         // A certificate not trusted, a refused client certificate, an answer that is not etcd's:
         // trying again does not help.
-        etcd_http::Error::Tls(_) | etcd_http::Error::Unexpected(_) => StoreError::Unavailable(msg),
+        http::Error::Tls(_) | http::Error::Unexpected(_) => StoreError::Unavailable(msg),
     }
 }
 
@@ -231,7 +231,7 @@ impl EtcdStore {
     fn retrying<T>(
         &self,
         what: &str,
-        mut op: impl FnMut(&mut Gateway, Instant) -> Result<T, etcd_http::Error>,
+        mut op: impl FnMut(&mut Gateway, Instant) -> Result<T, http::Error>,
     ) -> Result<T, StoreError> {
         let mut deadline = Instant::now() + self.request_timeout;
         if let Some(call) = self.call_deadline {
@@ -1008,6 +1008,10 @@ impl Store for EtcdStore {
             })
     }
 }
+
+#[cfg(test)]
+#[path = "etcd_fake_tests.rs"]
+mod fake_tests;
 
 #[cfg(test)]
 mod tests {

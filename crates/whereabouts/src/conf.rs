@@ -7,7 +7,7 @@
 //! noted where it happens. Every error names the key path and the value at fault.
 
 use std::collections::BTreeSet;
-use std::fmt;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +17,10 @@ use serde_json::{Map, Value};
 
 use cni::{CniArgs, Dns, Error, IpConfig, NetConf, Route};
 
-use crate::fixed::{apply_cni_args_with, config_addresses, AddressEntry};
-use crate::range::IpRange;
-use crate::store::PoolId;
+pub use etcd::EtcdConf;
+use ipam::fixed::{apply_cni_args_with, config_addresses, AddressEntry};
+use ipam::range::IpRange;
+use ipam::store::PoolId;
 
 /// Where the file datastore keeps reservations unless `store_dir` says otherwise.
 pub use crate::file_store::DEFAULT_STORE_DIR;
@@ -88,47 +89,6 @@ pub enum Datastore {
     },
     /// etcd (several nodes): `datastore: "etcd"`.
     Etcd(EtcdConf),
-}
-
-/// How to reach etcd.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EtcdConf {
-    /// `etcd_endpoints` then whereabouts' `etcd_host`, each `http://` or `https://` (a bare
-    /// `host:port` gets `http://`); duplicates removed; never empty.
-    pub endpoints: Vec<String>,
-    /// `etcd_username` (set together with the password).
-    pub username: Option<String>,
-    /// `etcd_password` (set together with the username; redacted from `Debug`).
-    pub password: Option<String>,
-    /// `etcd_ca_cert_file`.
-    pub ca_file: Option<PathBuf>,
-    /// `etcd_cert_file` (set together with the key file).
-    pub cert_file: Option<PathBuf>,
-    /// `etcd_key_file` (set together with the cert file).
-    pub key_file: Option<PathBuf>,
-    /// `etcd_prefix`, starting with `/` and without trailing `/`; default [`DEFAULT_ETCD_PREFIX`].
-    pub prefix: String,
-    /// `etcd_dial_timeout_ms` (> 0), default [`DEFAULT_ETCD_DIAL_TIMEOUT_MS`].
-    pub dial_timeout_ms: u64,
-    /// `etcd_request_timeout_ms` (> 0), default [`DEFAULT_ETCD_REQUEST_TIMEOUT_MS`].
-    pub request_timeout_ms: u64,
-}
-
-// Written by hand so that a logged configuration never shows the password.
-impl fmt::Debug for EtcdConf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdConf")
-            .field("endpoints", &self.endpoints)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ca_file", &self.ca_file)
-            .field("cert_file", &self.cert_file)
-            .field("key_file", &self.key_file)
-            .field("prefix", &self.prefix)
-            .field("dial_timeout_ms", &self.dial_timeout_ms)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .finish()
-    }
 }
 
 /// The keys we read. Unknown keys are ignored, which is how the keys of whereabouts' Kubernetes
@@ -609,7 +569,7 @@ fn parse_range_spec(
     if !net.contains(b) || b.is_ipv4() != a.is_ipv4() {
         return Err(bad(format!("{b} is not in the network of {a}")));
     }
-    if crate::range::to_u128(a) > crate::range::to_u128(b) {
+    if ipam::range::to_u128(a) > ipam::range::to_u128(b) {
         return Err(bad(format!("{a} is after {b}")));
     }
     Ok((net, Some(a), Some(b)))
@@ -936,7 +896,7 @@ fn timeout(key: &str, value: Option<u64>, default: u64) -> Result<u64, Error> {
 }
 
 #[cfg(test)]
-#[path = "whereabouts_conf_tests.rs"]
+#[path = "conf_tests.rs"]
 mod tests;
 
 #[cfg(test)]

@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::range::{from_u128, to_u128, IpRange};
-use crate::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
 use atomic::{ensure_dir, lock, read_json, remove, write_json, Lock};
+use ipam::range::{from_u128, to_u128, IpRange};
+use ipam::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
 
 /// Addresses per block file (a power of two: a block is an address's bits above the last 8).
 const BLOCK_BITS: u32 = 8;

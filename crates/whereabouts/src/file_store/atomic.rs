@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::store::StoreError;
+use ipam::store::StoreError;
 
 /// `O_NOFOLLOW` and `O_NONBLOCK` (a FIFO opens at once instead of waiting for a writer), from
 /// <asm-generic/fcntl.h>.

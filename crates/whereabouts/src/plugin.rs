@@ -18,11 +18,11 @@ use std::net::IpAddr;
 
 use cni::{code, Call, CniResult, Error, IpConfig, Plugin};
 
+use crate::conf::{self, Datastore, Teardown, WhereaboutsConf};
 use crate::etcd_store::EtcdStore;
 use crate::file_store::FileStore;
-use crate::range::IpRange;
-use crate::store::{Owner, PoolId, Store};
-use crate::whereabouts_conf::{self, Datastore, Teardown, WhereaboutsConf};
+use ipam::range::IpRange;
+use ipam::store::{Owner, PoolId, Store};
 
 /// The `whereabouts` IPAM plugin.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +111,7 @@ fn reserve_all(
 }
 
 fn add(call: &Call) -> Result<CniResult, Error> {
-    let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
+    let conf = conf::parse(&call.conf, &call.env.args)?;
     let store = open_store(&conf)?;
     let mut ips = reserve_all(store.as_ref(), &conf, &owner(call))?;
     ips.extend(conf.addresses.iter().cloned());
@@ -130,7 +130,7 @@ type TeardownPools = (Box<dyn Store>, Teardown, Vec<PoolId>);
 /// pool of its `network_name` when a range cannot be read). `None` when the configuration does
 /// not say where a store is: an ADD with it failed, so nothing of it can be held.
 fn teardown_pools(call: &Call) -> Result<Option<TeardownPools>, Error> {
-    let teardown = match whereabouts_conf::parse_teardown(&call.conf) {
+    let teardown = match conf::parse_teardown(&call.conf) {
         Ok(t) => t,
         Err(e) => {
             cni::log_warn!(
@@ -181,13 +181,13 @@ fn del(call: &Call) -> Result<(), Error> {
 
 /// Ok without failures; else one error: "try again later" when each failure is transient (a
 /// lock held too long, etcd without quorum), else an I/O failure.
-fn joined_failure(failures: Vec<crate::store::StoreError>, what: &str) -> Result<(), Error> {
+fn joined_failure(failures: Vec<ipam::store::StoreError>, what: &str) -> Result<(), Error> {
     if failures.is_empty() {
         return Ok(());
     }
     let transient = failures
         .iter()
-        .all(|e| matches!(e, crate::store::StoreError::Transient(_)));
+        .all(|e| matches!(e, ipam::store::StoreError::Transient(_)));
     let msg = format!(
         "{what}: {}",
         failures
@@ -204,7 +204,7 @@ fn joined_failure(failures: Vec<crate::store::StoreError>, what: &str) -> Result
 }
 
 fn check(call: &Call) -> Result<(), Error> {
-    let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
+    let conf = conf::parse(&call.conf, &call.env.args)?;
     let store = open_store(&conf)?;
     let (cid, ifname) = (&call.env.container_id, &call.env.ifname);
     let prev = call.conf.prev_result()?.unwrap_or_default();
@@ -276,7 +276,7 @@ fn gc(call: &Call) -> Result<(), Error> {
 }
 
 fn status(call: &Call) -> Result<(), Error> {
-    let conf = whereabouts_conf::parse(&call.conf, &call.env.args)?;
+    let conf = conf::parse(&call.conf, &call.env.args)?;
     let unusable =
         |e: String| Error::not_available(format!("whereabouts store cannot be used: {e}"));
     // A store that cannot even be opened (an unreadable TLS file) cannot be used either: 50.

@@ -1,6 +1,6 @@
 //! How the etcd store talks to etcd: a small blocking HTTP/1.1 client for etcd v3's JSON gateway,
 //! which every etcd 3.4+ member serves on its client URLs (`POST /v3/kv/range`, `/v3/kv/txn`,
-//! `/v3/auth/authenticate`, ...; the messages are in [`crate::etcd_json`]).
+//! `/v3/auth/authenticate`, ...; the messages are in [`crate::json`]).
 //!
 //! Why the gateway and not gRPC: a plugin process lives for one call, so every call pays for a
 //! new connection, which is cheaper for etcd over HTTP/1.1 than over gRPC (HTTP/2), and the client
@@ -36,8 +36,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::etcd_json::{AuthenticateRequest, AuthenticateResponse, ErrorBody, AUTHENTICATE};
-use crate::whereabouts_conf::EtcdConf;
+use crate::json::{AuthenticateRequest, AuthenticateResponse, ErrorBody, AUTHENTICATE};
+use crate::EtcdConf;
 
 /// The CA bundle `https://` endpoints are checked against when no CA file is configured.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -860,5 +860,5 @@ fn snippet(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "etcd_http_tests.rs"]
+#[path = "http_tests.rs"]
 mod tests;
