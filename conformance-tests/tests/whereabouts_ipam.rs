@@ -381,15 +381,11 @@ fn status_is_code_50_when_the_store_is_unwritable_or_corrupt_and_corruption_is_n
 }
 
 #[test]
-fn kubernetes_datastore_is_rejected_but_a_kubeconfig_alone_is_tolerated() {
+fn kubernetes_datastore_is_the_nodes_store_and_a_kubeconfig_alone_is_tolerated() {
     let lab = Lab::new();
     let k8s = lab.conf(json!({"range": "10.92.0.0/24", "datastore": "kubernetes"}));
-    let out = lab.add("k", &k8s);
-    assert_eq!(out.error_code(), Some(7), "{out}");
-    assert!(
-        out.json()["msg"].as_str().unwrap().contains("etcd"),
-        "says what to use: {out}"
-    );
+    assert_eq!(ip_of(&lab.add("k8s", &k8s)), "10.92.0.1/24");
+    assert!(lab.call("DEL", "k8s", "net1", "", &k8s).ok());
     let copied = lab.conf(json!({"range": "10.92.0.0/24",
         "kubernetes": {"kubeconfig": "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig"}}));
     assert_eq!(ip_of(&lab.add("k", &copied)), "10.92.0.1/24");
@@ -637,41 +633,37 @@ fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
     )
     .unwrap();
     let mut conf = lab.conf(json!({"range": "10.102.0.0/24"}));
-    let o = conf["ipam"].as_object_mut().unwrap();
-    o.remove("store_dir");
-    o.insert("configuration_path".into(), json!(flat));
-    let refused = lab.add("k", &conf);
-    assert_eq!(refused.error_code(), Some(7), "{refused}");
-    assert!(
-        refused.json()["msg"]
-            .as_str()
-            .unwrap()
-            .contains("/etc/multihome/whereabouts.conf"),
-        "names the node setting to write: {refused}"
-    );
-    let node_dir = lab.scratch.join("etc-multihome");
-    std::fs::create_dir(&node_dir).unwrap();
-    std::fs::write(
-        node_dir.join("whereabouts.conf"),
-        json!({"datastore": "file", "store_dir": lab.store()}).to_string(),
-    )
-    .unwrap();
-    let env = [("MULTIHOME_CONFIG_DIR", node_dir.to_str().unwrap())];
-    let out = lab.call_env("ADD", "k", "net1", "", &conf, &env);
-    assert_eq!(ip_of(&out), "10.102.0.1/24");
+    conf["ipam"]["configuration_path"] = json!(flat);
+    // No node setting: whereabouts' cluster store is what no datastore is, the node's store.
+    assert_eq!(ip_of(&lab.add("k", &conf)), "10.102.0.1/24");
     assert_eq!(
         lab.reservations(),
         [("10.102.0.1".to_string(), "k".to_string())]
     );
-    // The flat file's log_file and log_level are used, and say what was chosen.
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
-        logged.contains("read as the embedded file store"),
+        logged.contains("read as the embedded file store in"),
         "{logged}"
     );
+    // The node says which store it means: there the next ADD goes, no NAD edited.
+    let node_dir = lab.scratch.join("etc-multihome");
+    let node_store = lab.scratch.join("node-store");
+    std::fs::create_dir(&node_dir).unwrap();
+    std::fs::write(
+        node_dir.join("whereabouts.conf"),
+        json!({"datastore": "file", "store_dir": node_store}).to_string(),
+    )
+    .unwrap();
+    let env = [("MULTIHOME_CONFIG_DIR", node_dir.to_str().unwrap())];
+    let out = lab.call_env("ADD", "k2", "net1", "", &conf, &env);
+    assert_eq!(ip_of(&out), "10.102.0.1/24", "a store of its own");
+    assert!(node_store.join("format").exists(), "in the node's store");
+    assert_eq!(lab.reservations().len(), 1, "not in the NAD's store_dir");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("whereabouts.conf says"), "{logged}");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(mode, 0o600, "the log file is private whatever the umask");
 }
 
 #[test]

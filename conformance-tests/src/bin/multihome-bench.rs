@@ -359,6 +359,20 @@ const CLIENTS: usize = 24;
 /// `total` ADDs of distinct attachments from [`CLIENTS`] threads, each spawning whole processes
 /// one after the other; returns allocations per second.
 fn burst(bin: &Path, conf: &[u8], vars: &CniVars, tag: &str, total: usize) -> f64 {
+    burst_with(bin, conf, vars, tag, total, &|_| {})
+}
+
+/// [`burst`], calling `progress` with the number of ADDs done after each (to kill a member
+/// part-way through).
+fn burst_with(
+    bin: &Path,
+    conf: &[u8],
+    vars: &CniVars,
+    tag: &str,
+    total: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> f64 {
+    let done = &std::sync::atomic::AtomicUsize::new(0);
     let start = std::time::Instant::now();
     std::thread::scope(|s| {
         for t in 0..CLIENTS {
@@ -374,6 +388,7 @@ fn burst(bin: &Path, conf: &[u8], vars: &CniVars, tag: &str, total: usize) -> f6
                         ..vars.clone()
                     };
                     timed_call(bin, &env_for(&vars, "ADD", &id), conf);
+                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
                 }
             });
         }
@@ -439,56 +454,71 @@ fn whereabouts_etcd(iterations: usize) -> String {
             / 100.0
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let (rate_etcd, etcd_share, rate_file, series) = in_netns(node.path(), move || {
-        let store = EtcdStore::connect(&store_conf).expect("connect to the bench cluster");
-        for (name, range, n) in [
-            ("scale-10", "10.75.0.0/16", 10u32),
-            ("scale-20k", "10.76.0.0/16", 20_000),
-        ] {
-            let range = IpRange::new(name, range.parse().unwrap(), None, None, Vec::new(), None)
-                .expect("range");
-            let id = PoolId {
-                network: name.into(),
-                cidr: None,
-            };
-            let mut bulk = Vec::new();
-            let mut next = range.start;
-            for i in 0..n {
-                bulk.push(Reservation {
-                    ip: next,
-                    owner: Owner {
-                        container_id: format!("pre-{i}"),
-                        ifname: "net1".into(),
-                        pod_ref: None,
-                        network: Some(name.into()),
-                    },
-                });
-                next = range
-                    .next_allocatable(from_u128(to_u128(next) + 1, true))
-                    .expect("room");
+    let burst_killed = conf("burst-killed", "10.74.0.0/16");
+    let victim = etcd.pids()[2];
+    let (rate_etcd, etcd_share, rate_file, rate_killed, series) =
+        in_netns(node.path(), move || {
+            let store = EtcdStore::connect(&store_conf).expect("connect to the bench cluster");
+            for (name, range, n) in [
+                ("scale-10", "10.75.0.0/16", 10u32),
+                ("scale-20k", "10.76.0.0/16", 20_000),
+            ] {
+                let range =
+                    IpRange::new(name, range.parse().unwrap(), None, None, Vec::new(), None)
+                        .expect("range");
+                let id = PoolId {
+                    network: name.into(),
+                    cidr: None,
+                };
+                let mut bulk = Vec::new();
+                let mut next = range.start;
+                for i in 0..n {
+                    bulk.push(Reservation {
+                        ip: next,
+                        owner: Owner {
+                            container_id: format!("pre-{i}"),
+                            ifname: "net1".into(),
+                            pod_ref: None,
+                            network: Some(name.into()),
+                        },
+                    });
+                    next = range
+                        .next_allocatable(from_u128(to_u128(next) + 1, true))
+                        .expect("room");
+                }
+                store.import(&id, &range, &bulk).expect("import");
             }
-            store.import(&id, &range, &bulk).expect("import");
-        }
-        let cpu_before = etcd_cpu();
-        let rate_etcd = burst(&bin, &burst_etcd, &vars, "etcd", total);
-        let etcd_share = (etcd_cpu() - cpu_before) / (total as f64 / rate_etcd) / cores * 100.0;
-        let rate_file = burst(&bin, &burst_file, &vars, "file", total);
-        let mut out = [
-            Samples::new("etcd ADD with 10 reservations"),
-            Samples::new("etcd ADD with 20,000 reservations"),
-        ];
-        for i in 0..WARMUP + iterations.min(200) {
-            let cid = format!("scale-{i}");
-            for (k, c) in [&small, &large].into_iter().enumerate() {
-                let t = timed_call(&bin, &env_for(&vars, "ADD", &cid), c);
-                timed_call(&bin, &env_for(&vars, "DEL", &cid), c);
-                if i >= WARMUP {
-                    out[k].push(t);
+            let cpu_before = etcd_cpu();
+            let rate_etcd = burst(&bin, &burst_etcd, &vars, "etcd", total);
+            let etcd_share = (etcd_cpu() - cpu_before) / (total as f64 / rate_etcd) / cores * 100.0;
+            let rate_file = burst(&bin, &burst_file, &vars, "file", total);
+
+            let mut out = [
+                Samples::new("etcd ADD with 10 reservations"),
+                Samples::new("etcd ADD with 20,000 reservations"),
+            ];
+            for i in 0..WARMUP + iterations.min(200) {
+                let cid = format!("scale-{i}");
+                for (k, c) in [&small, &large].into_iter().enumerate() {
+                    let t = timed_call(&bin, &env_for(&vars, "ADD", &cid), c);
+                    timed_call(&bin, &env_for(&vars, "DEL", &cid), c);
+                    if i >= WARMUP {
+                        out[k].push(t);
+                    }
                 }
             }
-        }
-        (rate_etcd, etcd_share, rate_file, out)
-    });
+            // Last (it leaves two members): the same burst on a fresh pool while one member is
+            // SIGKILLed a third of the way in.
+            let rate_killed = burst_with(&bin, &burst_killed, &vars, "killed", total, &|n| {
+                if n == total / 3 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(victim as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            });
+            (rate_etcd, etcd_share, rate_file, rate_killed, out)
+        });
     drop(etcd);
     let ratio = series[1].median() / series[0].median();
     eprintln!("whereabouts on etcd: {rate_etcd:.0} ADD/s with {CLIENTS} clients; ADD at 20k / at 10: {ratio:.2}");
@@ -504,6 +534,7 @@ fn whereabouts_etcd(iterations: usize) -> String {
          brings the next page back in the same transaction). Every ADD is a pod of its own.\n\n\
          | store | ADDs per second, {CLIENTS} concurrent clients |\n|---|---:|\n\
          | etcd, 3 members | **{rate_etcd:.0}** |\n\
+         | etcd, 3 members, one killed a third of the way in | **{rate_killed:.0}** |\n\
          | embedded file store (one node) | {rate_file:.0} |\n\
          | whereabouts v0.6.2, Kubernetes store (published: 1000 pods in 2529 s, pod start included) | ~0.4 |\n\n\
          Target: at least 300 per second on this 2-core machine. During the etcd burst the three\n\

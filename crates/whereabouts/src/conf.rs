@@ -40,9 +40,9 @@ pub const FLAT_FILE_PATHS: [&str; 2] = [
 /// The node's own settings directory, unless the runtime's environment names another in
 /// `MULTIHOME_CONFIG_DIR` (a NAD author cannot set the plugin's environment).
 pub const NODE_CONFIG_DIR: &str = "/etc/multihome";
-/// The node's whereabouts settings file in [`NODE_CONFIG_DIR`]: which store `"datastore":
-/// "kubernetes"` (whereabouts' cluster store, what its installer writes in every node's flat
-/// file) means on this node.
+/// The node's whereabouts settings file in [`NODE_CONFIG_DIR`]: which store networks that name
+/// none, or whereabouts' `"datastore": "kubernetes"` (its cluster store, what its installer
+/// writes in every node's flat file), use on this node.
 pub const NODE_FILE: &str = "whereabouts.conf";
 
 /// The node's settings directory.
@@ -412,10 +412,41 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// An IPv4 address (or CIDR) without the leading zeroes of its octets, which whereabouts
+/// accepts (`00192.00168.1.0/24` is 192.168.1.0/24, decimal, never octal) and Rust's parser, like
+/// Go's since 1.17, refuses.
+fn without_leading_zeroes(s: &str) -> String {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let octets: Vec<&str> = addr.split('.').collect();
+    let dotted = octets.len() == 4
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()));
+    if !dotted {
+        return s.to_string();
+    }
+    let stripped: Vec<&str> = octets
+        .iter()
+        .map(|o| match o.trim_start_matches('0') {
+            "" => "0",
+            rest => rest,
+        })
+        .collect();
+    let mut out = stripped.join(".");
+    if let Some(p) = prefix {
+        out.push('/');
+        out.push_str(p);
+    }
+    out
+}
+
 fn opt_ip(key: &str, value: Option<&str>) -> Result<Option<IpAddr>, Error> {
     match non_empty(value) {
         None => Ok(None),
-        Some(v) => v
+        Some(v) => without_leading_zeroes(v)
             .parse()
             .map(Some)
             .map_err(|e| Error::invalid_config(format!("{key} {v:?} is not an IP address: {e}"))),
@@ -557,14 +588,18 @@ fn parse_range_spec(
         ))
     };
     let Some((a, rest)) = spec.split_once('-') else {
-        let net = cni::result::parse_cidr(spec).map_err(bad)?;
+        let net = cni::result::parse_cidr(&without_leading_zeroes(spec.trim())).map_err(bad)?;
         return Ok((net, None, None));
     };
     let (b, prefix) = rest
         .split_once('/')
         .ok_or_else(|| bad("missing /prefix".to_string()))?;
-    let a: IpAddr = a.trim().parse().map_err(|e| bad(format!("start: {e}")))?;
-    let b: IpAddr = b.trim().parse().map_err(|e| bad(format!("end: {e}")))?;
+    let a: IpAddr = without_leading_zeroes(a.trim())
+        .parse()
+        .map_err(|e| bad(format!("start: {e}")))?;
+    let b: IpAddr = without_leading_zeroes(b.trim())
+        .parse()
+        .map_err(|e| bad(format!("end: {e}")))?;
     let net = cni::result::parse_cidr(&format!("{a}/{}", prefix.trim())).map_err(bad)?;
     if !net.contains(b) || b.is_ipv4() != a.is_ipv4() {
         return Err(bad(format!("{b} is not in the network of {a}")));
@@ -685,11 +720,20 @@ fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
                      to use etcd, or to \"file\" to keep reservations on this node only"
                 )));
             }
-            file_datastore(raw)
+            node_datastore(raw, None)
         }
         Some("file") => file_datastore(raw),
         Some("etcd") => Ok(Datastore::Etcd(etcd_conf(raw)?)),
-        Some("kubernetes") => node_datastore(origin.of("datastore")),
+        Some("kubernetes") => {
+            let said = match origin.of("datastore") {
+                Some(flat) => format!(
+                    "ipam.datastore \"kubernetes\" (from the whereabouts flat file {})",
+                    flat.display()
+                ),
+                None => "ipam.datastore \"kubernetes\"".to_string(),
+            };
+            node_datastore(raw, Some(&said))
+        }
         Some(other) => Err(Error::invalid_config(format!(
             "ipam.datastore {other:?} is not supported: leave it out (or \"file\") for the \
              embedded file store, or use \"etcd\""
@@ -697,53 +741,57 @@ fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
     }
 }
 
-/// `"datastore": "kubernetes"` is whereabouts' cluster store, which its installer writes into
-/// the flat file of every node: a node moved to multihome says once, in its own settings file,
-/// which store that means here (`"file"` for a one-node cluster, `"etcd"` with its endpoints),
-/// so that no NAD needs editing. Without that file the choice is not guessed: the file store
-/// on a cluster of several nodes would hand one address out on two nodes.
-fn node_datastore(from_file: Option<&Path>) -> Result<Datastore, Error> {
+/// The store a configuration gets when it names none, or whereabouts' `"kubernetes"` (its
+/// default, the cluster store, which its installer also writes into every node's flat file):
+/// what the node's own settings file says (`"file"` or `"etcd"` with its keys), so that a node
+/// moved from whereabouts needs no NAD edited; without that file, the embedded file store.
+/// `said` names the `"kubernetes"` key when that is what asked, to log the choice.
+fn node_datastore(raw: &StoreKeys, said: Option<&str>) -> Result<Datastore, Error> {
     let path = node_config_dir().join(NODE_FILE);
-    let said = match from_file {
-        Some(flat) => format!(
-            "ipam.datastore \"kubernetes\" (from the whereabouts flat file {})",
-            flat.display()
-        ),
-        None => "ipam.datastore \"kubernetes\"".to_string(),
+    let store = match read_node_file(&path)? {
+        Some(store) => store,
+        None => file_datastore(raw)?,
     };
-    let what = format!("the node's whereabouts settings {}", path.display());
-    if !path.exists() {
-        return Err(Error::invalid_config(format!(
-            "{said} is whereabouts' cluster store, which multihome does not keep: say which \
-             store it means on this node in {}, e.g. {{\"datastore\": \"etcd\", \
-             \"etcd_endpoints\": [...]}} (or {{\"datastore\": \"file\"}} on a one-node \
-             cluster), or set ipam.datastore in the network configuration",
-            path.display()
-        )));
+    if let Some(said) = said {
+        let what = match &store {
+            Datastore::File { dir } => format!("the embedded file store in {}", dir.display()),
+            Datastore::Etcd(e) => format!("etcd at {}", e.endpoints.join(",")),
+        };
+        let why = if path.exists() {
+            format!("as {} says", path.display())
+        } else {
+            format!(
+                "as no {} says otherwise (one node's store: set the cluster's etcd there)",
+                path.display()
+            )
+        };
+        cni::log_info!("{said} read as {what}, {why}");
     }
-    let node = read_flat_file(&path, &what)?;
+    Ok(store)
+}
+
+/// The node's settings, if the file exists: a JSON object with `datastore` ("file" or "etcd")
+/// and the store keys.
+fn read_node_file(path: &Path) -> Result<Option<Datastore>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let what = format!("the node's whereabouts settings {}", path.display());
+    let node = read_flat_file(path, &what)?;
     let keys: StoreKeys = cni::config::typed(&Value::Object(node), "")
         .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?;
     match keys.datastore.as_deref().map(str::trim) {
         Some("file" | "etcd") => {}
         other => {
             return Err(Error::invalid_config(format!(
-                "{what}: datastore {other:?} must be \"file\" or \"etcd\" (it says what {said} \
-                 means on this node)"
+                "{what}: datastore {other:?} must be \"file\" or \"etcd\" (it says which store \
+                 networks that name none, or whereabouts' \"kubernetes\", use on this node)"
             )))
         }
     }
-    let store = datastore(&keys, &Origin::default())
-        .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?;
-    cni::log_info!(
-        "{said} read as {} from {}",
-        match store {
-            Datastore::File { .. } => "the embedded file store",
-            Datastore::Etcd(_) => "etcd",
-        },
-        path.display()
-    );
-    Ok(store)
+    datastore(&keys, &Origin::default())
+        .map(Some)
+        .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))
 }
 
 fn file_datastore(raw: &StoreKeys) -> Result<Datastore, Error> {

@@ -451,15 +451,10 @@ fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
 }
 
 #[test]
-fn datastore_kubernetes_without_a_node_setting_names_the_file_to_write() {
-    let e = err(json!({"range": "10.0.0.0/24", "datastore": "kubernetes"}));
-    assert_eq!(e.code, 7);
-    assert!(
-        e.msg.contains("/etc/multihome/whereabouts.conf")
-            && e.msg.contains("\"datastore\": \"etcd\""),
-        "{}",
-        e.msg
-    );
+fn datastore_kubernetes_without_a_node_setting_is_what_no_datastore_is() {
+    // whereabouts' default is its cluster store too: both mean the node's store.
+    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "kubernetes", "store_dir": "/s"}));
+    assert_eq!(c.datastore, Datastore::File { dir: "/s".into() });
     let e = err(json!({"range": "10.0.0.0/24", "datastore": "consul"}));
     assert!(e.msg.contains("ipam.datastore \"consul\""), "{}", e.msg);
 }
@@ -556,21 +551,15 @@ fn a_flat_file_that_is_not_json_is_code_7_naming_it() {
 }
 
 #[test]
-fn kubernetes_datastore_from_the_flat_file_says_how_to_override_it() {
+fn kubernetes_datastore_from_the_flat_file_is_the_nodes_store() {
     let dir = TempDir::new();
     let path = dir.write(
         "w.conf",
         r#"{"datastore": "kubernetes", "kubernetes": {"kubeconfig": "/k"}}"#,
     );
     let conf = net_conf(json!({"range": "10.0.0.0/24"}));
-    let e = parse_with_paths(&conf, &args(""), &[&path]).unwrap_err();
-    assert_eq!(e.code, 7);
-    assert!(e.msg.contains(&path.display().to_string()), "{}", e.msg);
-    assert!(
-        e.msg.contains("/etc/multihome/whereabouts.conf"),
-        "{}",
-        e.msg
-    );
+    let c = parse_with_paths(&conf, &args(""), &[&path]).unwrap();
+    assert!(matches!(c.datastore, Datastore::File { .. }));
     let conf = net_conf(json!({"range": "10.0.0.0/24", "datastore": "file"}));
     let c = parse_with_paths(&conf, &args(""), &[&path]).unwrap();
     assert!(matches!(c.datastore, Datastore::File { .. }));
@@ -608,4 +597,22 @@ fn the_example_flat_file_points_at_etcd_over_tls() {
     assert_eq!(e.endpoints.len(), 3);
     assert!(e.endpoints.iter().all(|u| u.starts_with("https://")));
     assert!(e.ca_file.is_some() && e.cert_file.is_some() && e.key_file.is_some());
+}
+
+#[test]
+fn leading_zeroes_in_ipv4_octets_are_decimal_as_in_whereabouts() {
+    let c = ok(
+        json!({"range": "00192.00168.1.0/24", "range_start": "00192.00168.1.44",
+        "range_end": "00192.00168.01.209"}),
+    );
+    let r = &c.ranges[0];
+    assert_eq!(r.network.to_string(), "192.168.1.0/24");
+    assert_eq!(
+        (r.start.to_string(), r.end.to_string()),
+        ("192.168.1.44".into(), "192.168.1.209".into())
+    );
+    let c = ok(json!({"range": "00192.00168.1.5-000000192.168.1.25/24"}));
+    assert_eq!(c.ranges[0].start.to_string(), "192.168.1.5");
+    let e = err(json!({"range": "0x10.0.0.0/24"}));
+    assert_eq!(e.code, 7);
 }
