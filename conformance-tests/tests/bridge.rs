@@ -538,6 +538,68 @@ fn del_without_the_netns_still_releases_ipam_and_removes_rules() {
 }
 
 #[test]
+fn del_succeeds_where_only_add_would_refuse_the_input_and_still_cleans_up() {
+    // Multus' rollback DEL and the runtime's teardown come with the config ADD refused: they
+    // must succeed (the reference returns 0), and still remove what an earlier ADD made.
+    let lab = Lab::new();
+    let wb = json!({"type": "whereabouts", "range": "10.71.0.0/24", "store_dir": lab.store()});
+    let good = conf("br13", json!({"macspoofchk": true, "ipam": wb}));
+    let faults = [
+        json!({"runtimeConfig": {"mac": "01:00:5e:00:00:01"}}),
+        json!({"args": {"cni": {"mac": "not-a-mac"}}}),
+        json!({"mtu": 10}),
+        json!({"hairpinMode": true, "promiscMode": true}),
+        json!({"bridge": "a-bridge-name-far-too-long"}),
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        let ctr = Netns::new("br-delbad");
+        let cid = format!("delbad{i}");
+        assert!(lab.add(&cid, &ctr, &good).ok());
+        let mut bad = good.clone();
+        bad.as_object_mut()
+            .unwrap()
+            .extend(fault.as_object().cloned().unwrap());
+        let refused = lab.add(&format!("{cid}-again"), &Netns::new("br-delbad2"), &bad);
+        assert_eq!(
+            refused.error_code(),
+            Some(7),
+            "ADD refuses {fault}: {refused}"
+        );
+        let del = lab.del(&cid, &ctr, &bad);
+        assert!(del.ok(), "DEL with {fault}: {del}");
+        assert!(
+            !ctr.has_link("net1"),
+            "{fault}: the container interface is gone"
+        );
+        assert!(
+            !lab.nft("list table bridge nat").contains(&cid),
+            "{fault}: its spoof-check chains are gone"
+        );
+        assert!(
+            lab.reservations().is_empty(),
+            "{fault}: its address is released: {:?}",
+            lab.reservations()
+        );
+    }
+}
+
+#[test]
+fn del_where_cni_netns_is_a_leftover_ordinary_file_is_a_namespace_that_is_gone() {
+    let lab = Lab::new();
+    let ctr = Netns::new("br-file");
+    let wb = json!({"type": "whereabouts", "range": "10.72.0.0/24", "store_dir": lab.store()});
+    let c = conf("br14", json!({"macspoofchk": true, "ipam": wb}));
+    assert!(lab.add("leftover", &ctr, &c).ok());
+    assert_eq!(lab.reservations().len(), 1);
+    let file = lab.scratch.join("netns-leftover");
+    std::fs::write(&file, b"").unwrap();
+    let del = lab.run("DEL", "leftover", &file.display().to_string(), "", &c);
+    assert!(del.ok(), "{del}");
+    assert!(lab.reservations().is_empty());
+    assert!(!lab.nft("list table bridge nat").contains("leftover"));
+}
+
+#[test]
 fn gc_removes_what_an_attachment_whose_del_never_came_left_behind() {
     let lab = Lab::new();
     let (a, b) = (Netns::new("br-gc-a"), Netns::new("br-gc-b"));

@@ -537,6 +537,10 @@ fn whereabouts_etcd(iterations: usize) -> String {
          | etcd, 3 members, one killed a third of the way in | **{rate_killed:.0}** |\n\
          | embedded file store (one node) | {rate_file:.0} |\n\
          | whereabouts v0.6.2, Kubernetes store (published: 1000 pods in 2529 s, pod start included) | ~0.4 |\n\n\
+         The file store's figure is 24 clients on one pool of one node, which take turns on the\n\
+         pool's lock (held for a call's few fdatasyncs). The second etcd row is the same burst on a\n\
+         fresh pool with one member SIGKILLed after a third of the ADDs: each process retries on\n\
+         another member, and every ADD succeeds.\n\n\
          Target: at least 300 per second on this 2-core machine. During the etcd burst the three\n\
          members used **{etcd_share:.0}% of the machine's CPU** (their utime + stime over the burst's\n\
          wall time and {cores} cores): here the limit is etcd's own work per call, with all three\n\

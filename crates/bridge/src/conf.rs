@@ -182,6 +182,50 @@ impl BridgeConf {
     }
 }
 
+/// What DEL and GC need to find what an attachment of this network left, and nothing more: a
+/// fault only ADD cares about (a bad MAC, `mtu`, `hairpinMode` with `promiscMode`, a bridge
+/// name too long) must not make the teardown fail and strand the pod. A key that cannot be
+/// read counts as set, so that what it might have made is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Teardown {
+    /// The network's `name`.
+    pub network: String,
+    /// `bridge` as written (default `cni0`).
+    pub bridge: String,
+    /// `ipam.type`, when set.
+    pub ipam: Option<String>,
+    /// `macspoofchk`.
+    pub mac_spoof_check: bool,
+    /// `ipMasq`.
+    pub ip_masq: bool,
+}
+
+impl Teardown {
+    /// Reads what a teardown needs from `call`'s configuration; never fails.
+    pub fn from_call(call: &Call) -> Teardown {
+        let raw = &call.conf.raw;
+        let flag = |key: &str| match raw.get(key) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::Bool(true)) => true,
+            Some(other) => {
+                cni::log_warn!("{key} {other} is not a boolean: tearing down as if it were set");
+                true
+            }
+        };
+        Teardown {
+            network: call.conf.name.clone(),
+            bridge: raw
+                .get("bridge")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(DEFAULT_BRIDGE)
+                .to_string(),
+            ipam: call.conf.ipam_type().map(str::to_string),
+            mac_spoof_check: flag("macspoofchk"),
+            ip_masq: flag("ipMasq"),
+        }
+    }
+}
+
 /// The container MAC: CNI_ARGS `MAC=`, then `args.cni.mac`, then `runtimeConfig.mac`; the
 /// later source wins, as in the reference plugin.
 fn requested_mac(call: &Call) -> Result<Option<Mac>, Error> {

@@ -5,11 +5,11 @@
 
 use cni::{Call, Command, Error};
 
-use crate::conf::BridgeConf;
+use crate::conf::Teardown;
 use crate::node::{self, kernel};
 
 pub fn del(call: &Call) -> Result<(), Error> {
-    let conf = BridgeConf::from_call(call)?;
+    let conf = Teardown::from_call(call);
     let mut errors = Vec::new();
     if let Err(e) = remove_container_link(call) {
         errors.push(e);
@@ -39,7 +39,7 @@ fn remove_container_link(call: &Call) -> Result<(), Error> {
 /// The spoof-check chains and masquerade rules of this attachment. Without an `nft` program
 /// there is nothing this plugin could have installed (nor can it look): that is not a failure,
 /// as in the reference, which only logs its teardown errors.
-pub fn remove_rules(call: &Call, conf: &BridgeConf, errors: &mut Vec<Error>) {
+pub fn remove_rules(call: &Call, conf: &Teardown, errors: &mut Vec<Error>) {
     let nft = nft::Nft::new();
     let mut keep = |r: Result<(), nft::Error>| match r {
         Ok(()) | Err(nft::Error::Spawn { .. }) => {}
@@ -49,7 +49,7 @@ pub fn remove_rules(call: &Call, conf: &BridgeConf, errors: &mut Vec<Error>) {
         let id = nft::spoofcheck::ref_id(&call.env.container_id, &call.env.ifname);
         keep(nft::spoofcheck::teardown(&nft, &id));
     }
-    if conf.ip_masq.is_some() {
+    if conf.ip_masq {
         let (cid, ifname) = (&call.env.container_id, &call.env.ifname);
         keep(nft::masquerade::teardown(&nft, &conf.network, ifname, cid));
     }

@@ -9,11 +9,11 @@ use std::collections::HashSet;
 
 use cni::{Call, Command, Error};
 
-use crate::conf::BridgeConf;
+use crate::conf::{BridgeConf, Teardown};
 use crate::node::{self, kernel};
 
 pub fn gc(call: &Call) -> Result<(), Error> {
-    let conf = BridgeConf::from_call(call)?;
+    let conf = Teardown::from_call(call);
     let valid: HashSet<(String, String)> = call
         .conf
         .valid_attachments
@@ -82,7 +82,7 @@ pub fn gc(call: &Call) -> Result<(), Error> {
         if let Err(e) = nft::masquerade::gc(&nft, &conf.network, &pairs) {
             errors.push(node::nft(e));
         }
-    } else if conf.mac_spoof_check || conf.ip_masq.is_some() {
+    } else if conf.mac_spoof_check || conf.ip_masq {
         errors.push(nft_missing());
     }
 

@@ -137,11 +137,13 @@ impl Error {
     /// The error's JSON in the given version. Codes 4 to 7 only exist from 1.0.0, but every
     /// runtime reads the number as it is, so the code is never rewritten.
     pub fn to_json(&self, version: Version) -> serde_json::Value {
+        // What a runtime shows (pod events, logs) stays readable whatever value a key held: a
+        // 10 MB string in a config key must not come back as a 10 MB error.
         json!({
             "cniVersion": version.as_str(),
             "code": self.code,
-            "msg": self.msg,
-            "details": self.details,
+            "msg": cut(&self.msg, MAX_MSG_BYTES),
+            "details": cut(&self.details, MAX_DETAILS_BYTES),
         })
     }
 
@@ -159,12 +161,29 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (code {})", self.msg, self.code)?;
+        write!(f, "{} (code {})", cut(&self.msg, MAX_MSG_BYTES), self.code)?;
         if !self.details.is_empty() {
-            write!(f, ": {}", self.details)?;
+            write!(f, ": {}", cut(&self.details, MAX_DETAILS_BYTES))?;
         }
         Ok(())
     }
+}
+
+/// The longest `msg` an error prints.
+pub const MAX_MSG_BYTES: usize = 2048;
+/// The longest `details` an error prints.
+pub const MAX_DETAILS_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes at a character boundary, saying how much was left out.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}... ({} bytes cut)", &s[..end], s.len() - end))
 }
 
 impl std::error::Error for Error {}
@@ -219,5 +238,22 @@ mod tests {
     fn context_keeps_code() {
         let e = Error::io("disk").context("ipam");
         assert_eq!((e.code, e.msg.as_str()), (5, "ipam: disk"));
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_value_in_an_error_is_cut_to_a_sane_length() {
+        let huge = "x".repeat(10 << 20);
+        let e = Error::invalid_config(format!("ipam.range {huge:?} is not a CIDR"));
+        let json = e.to_json(Version::LATEST).to_string();
+        assert!(json.len() < MAX_MSG_BYTES + 200, "{} bytes", json.len());
+        assert!(json.contains("bytes cut"));
+        assert!(e.to_string().len() < MAX_MSG_BYTES + 100);
+        let multibyte = "é".repeat(MAX_MSG_BYTES);
+        assert!(cut(&multibyte, MAX_MSG_BYTES).len() <= MAX_MSG_BYTES + 30);
     }
 }

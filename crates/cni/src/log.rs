@@ -102,10 +102,11 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
         )
     };
     let line = format!(
-        "{} [{}] {tag}[{}]: {args}\n",
+        "{} [{}] {tag}[{}]: {}\n",
         timestamp(),
         level.as_str(),
-        std::process::id()
+        std::process::id(),
+        one_line(&args.to_string())
     );
     // Never through a symlink, never blocking on a FIFO, private to root whatever the umask.
     const O_NOFOLLOW: i32 = 0o400000;
@@ -123,6 +124,24 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if !written {
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
+}
+
+/// The longest message a log line carries.
+const MAX_LINE_BYTES: usize = 4096;
+
+/// `msg` as one line of printable text: control characters (newlines above all, which would let
+/// a peer's answer logged verbatim become a line of its own in the log file) escaped, cut to
+/// [`MAX_LINE_BYTES`].
+fn one_line(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(MAX_LINE_BYTES));
+    for c in msg.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    crate::error::cut(&out, MAX_LINE_BYTES).into_owned()
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, without a date library.
@@ -177,6 +196,13 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_415), (2025, 11, 23));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn a_logged_message_is_one_line_of_printable_text() {
+        let line = one_line("answer: ok\nssh-ed25519 AAAA attacker\r\u{1b}[2J");
+        assert_eq!(line, "answer: ok\\nssh-ed25519 AAAA attacker\\r\\u{1b}[2J");
+        assert!(one_line(&"y".repeat(1 << 20)).len() < MAX_LINE_BYTES + 40);
     }
 
     #[test]

@@ -492,11 +492,13 @@ pub enum ContainerLinkError {
 
 /// DEL of a veth attachment's container end: deletes `ifname` in the namespace at `path` when
 /// both still exist (its host peer goes with it). A namespace or interface already gone is
-/// success; an interface that is not a veth is left alone (it is not an attachment's).
+/// success (so is a path that is no namespace any more); an interface that is not a veth is left alone (it is not an attachment's).
 pub fn del_container_veth(path: &std::path::Path, ifname: &str) -> Result<(), ContainerLinkError> {
     let ns = match netns::NetNs::open(path) {
         Ok(ns) => ns,
-        Err(netns::Error::NotFound { .. }) => return Ok(()),
+        // An ordinary file where the namespace was (a runtime restarted and left its mount
+        // point behind) is a namespace that is gone, too.
+        Err(netns::Error::NotFound { .. } | netns::Error::NotANamespace { .. }) => return Ok(()),
         Err(e) => return Err(ContainerLinkError::Netns(e)),
     };
     let nl = Netlink::connect_in(&ns).map_err(ContainerLinkError::Kernel)?;

@@ -51,6 +51,8 @@ const SPREAD: usize = 32;
 const LOST_PAGE: i64 = 64;
 /// Tries to lower a hint that concurrent calls keep moving.
 const LOWER_HINT_TRIES: usize = 16;
+/// The least time one attempt of a request gets (see `retrying`).
+const MIN_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Claims lost (to concurrent ADDs, or to a stale hint or page) before giving up with "try
 /// again later".
 const MAX_CLAIM_ATTEMPTS: usize = 200;
@@ -238,8 +240,15 @@ impl EtcdStore {
             deadline = deadline.min(call);
         }
         let mut pause = Duration::from_millis(20);
+        // One attempt gets a part of the time, not all of it: a member whose leader was just
+        // killed holds a request until an election ends, and the retry on another member must
+        // still fit. (A write whose answer is lost this way is recognised by its caller.)
+        let attempt = (self.request_timeout / 3).max(MIN_ATTEMPT);
         loop {
-            let result = op(&mut self.gateway.borrow_mut(), deadline);
+            let result = op(
+                &mut self.gateway.borrow_mut(),
+                deadline.min(Instant::now() + attempt),
+            );
             match result.map_err(|e| map_err(what, e)) {
                 Err(StoreError::Transient(_)) if Instant::now() + pause < deadline => {
                     std::thread::sleep(pause);
