@@ -86,6 +86,38 @@ impl PoolId {
     }
 }
 
+/// How a store describes a pool beside its reservations (`pool.json`, `<prefix>/pools/<pool>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolDescription {
+    /// `network_name`.
+    pub network: String,
+    /// The CIDR of a pool of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// The whole range key that named a pool of its own in earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+}
+
+impl PoolDescription {
+    /// The description of pool `id`.
+    pub fn of(id: &PoolId) -> PoolDescription {
+        PoolDescription {
+            network: id.network.clone(),
+            cidr: id.cidr.clone(),
+            range: None,
+        }
+    }
+
+    /// The pool it describes (a legacy pool by its old range key).
+    pub fn id(&self) -> PoolId {
+        PoolId {
+            network: self.network.clone(),
+            cidr: self.cidr.clone().or_else(|| self.range.clone()),
+        }
+    }
+}
+
 /// What a store's `verify` found: files (or keys) parsed, and every disagreement between the
 /// reservations, the owner index and the hints.
 #[derive(Debug, Default)]

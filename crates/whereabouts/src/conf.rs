@@ -115,18 +115,6 @@ struct RawConf {
     routes: Option<Vec<RawRoute>>,
     dns: Option<Dns>,
     addresses: Option<Vec<AddressEntry>>,
-    datastore: Option<String>,
-    store_dir: Option<String>,
-    etcd_endpoints: Option<Value>,
-    etcd_host: Option<String>,
-    etcd_prefix: Option<String>,
-    etcd_dial_timeout_ms: Option<u64>,
-    etcd_request_timeout_ms: Option<u64>,
-    etcd_username: Option<String>,
-    etcd_password: Option<String>,
-    etcd_key_file: Option<String>,
-    etcd_cert_file: Option<String>,
-    etcd_ca_cert_file: Option<String>,
 }
 
 /// One range as written: the top-level keys or an `ipRanges` entry.
@@ -296,9 +284,10 @@ pub fn parse_with_paths(
     default_paths: &[&Path],
 ) -> Result<WhereaboutsConf, Error> {
     let (merged, origin) = merged_ipam(conf, default_paths)?;
-    let raw: RawConf =
-        cni::config::typed(&Value::Object(merged), "ipam.").map_err(|e| origin.annotate(e))?;
-    build(&raw, args, &origin).map_err(|e| origin.annotate(e))
+    let value = Value::Object(merged);
+    let raw: RawConf = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
+    let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
+    build(&raw, &store, args, &origin).map_err(|e| origin.annotate(e))
 }
 
 /// The `ipam` object of the network configuration (empty when absent).
@@ -383,7 +372,12 @@ fn merge(
     (inline, origin)
 }
 
-fn build(raw: &RawConf, args: &CniArgs, origin: &Origin) -> Result<WhereaboutsConf, Error> {
+fn build(
+    raw: &RawConf,
+    store: &StoreKeys,
+    args: &CniArgs,
+    origin: &Origin,
+) -> Result<WhereaboutsConf, Error> {
     let gateway = opt_ip("ipam.gateway", raw.gateway.as_deref())?;
     let ranges = ranges(raw, gateway)?;
     let mut addresses = config_addresses(raw.addresses.as_deref().unwrap_or_default())?;
@@ -399,7 +393,7 @@ fn build(raw: &RawConf, args: &CniArgs, origin: &Origin) -> Result<WhereaboutsCo
         network_name: raw.network_name.clone().unwrap_or_default(),
         gateway,
         enable_overlapping_ranges: raw.enable_overlapping_ranges.unwrap_or(true),
-        datastore: datastore(&StoreKeys::of(raw), origin)?,
+        datastore: datastore(store, origin)?,
         routes: routes(raw.routes.as_deref().unwrap_or_default())?,
         dns: raw.dns.clone().unwrap_or_default(),
         addresses,
@@ -647,7 +641,8 @@ fn routes(raw: &[RawRoute]) -> Result<Vec<Route>, Error> {
         .collect()
 }
 
-/// The keys that say where the store is: what ADD, DEL and GC all need.
+/// The keys that say where the store is: what ADD, DEL and GC all need (read from the same
+/// object as [`RawConf`], which leaves them out).
 #[derive(Debug, Clone, Default, Deserialize)]
 struct StoreKeys {
     datastore: Option<String>,
@@ -662,25 +657,6 @@ struct StoreKeys {
     etcd_key_file: Option<String>,
     etcd_cert_file: Option<String>,
     etcd_ca_cert_file: Option<String>,
-}
-
-impl StoreKeys {
-    fn of(raw: &RawConf) -> StoreKeys {
-        StoreKeys {
-            datastore: raw.datastore.clone(),
-            store_dir: raw.store_dir.clone(),
-            etcd_endpoints: raw.etcd_endpoints.clone(),
-            etcd_host: raw.etcd_host.clone(),
-            etcd_prefix: raw.etcd_prefix.clone(),
-            etcd_dial_timeout_ms: raw.etcd_dial_timeout_ms,
-            etcd_request_timeout_ms: raw.etcd_request_timeout_ms,
-            etcd_username: raw.etcd_username.clone(),
-            etcd_password: raw.etcd_password.clone(),
-            etcd_key_file: raw.etcd_key_file.clone(),
-            etcd_cert_file: raw.etcd_cert_file.clone(),
-            etcd_ca_cert_file: raw.etcd_ca_cert_file.clone(),
-        }
-    }
 }
 
 /// The etcd keys and their values, for the "set without datastore etcd" check. `etcd_host` is
@@ -955,6 +931,7 @@ mod doc_tests {
     fn every_key_whereabouts_accepts_is_documented() {
         let doc = include_str!("../../../docs/whereabouts.md");
         let mut missing = cni::introspect::undocumented::<RawConf>(doc);
+        missing.extend(cni::introspect::undocumented::<super::StoreKeys>(doc));
         missing.extend(cni::introspect::undocumented::<RawRange>(doc));
         assert!(
             missing.is_empty(),

@@ -38,7 +38,9 @@ use etcd::json::{
 
 use etcd::EtcdConf;
 use ipam::range::{from_u128, to_u128, IpRange};
-use ipam::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
+use ipam::store::{
+    Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
+};
 
 /// Keys read per page while looking for a free address.
 const PAGE: i64 = 256;
@@ -76,17 +78,6 @@ impl std::fmt::Debug for EtcdStore {
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PoolMeta {
-    network: String,
-    /// The CIDR of a pool of its own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cidr: Option<String>,
-    /// The whole range key that named a pool of its own in earlier releases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    range: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -331,12 +322,8 @@ impl EtcdStore {
     ) -> Result<Vec<TxnOp>, StoreError> {
         let value =
             serde_json::to_vec(owner).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let meta = serde_json::to_vec(&PoolMeta {
-            network: id.network.clone(),
-            cidr: id.cidr.clone(),
-            range: None,
-        })
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let meta = serde_json::to_vec(&PoolMeta::of(id))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut ops = vec![
             TxnOp::put(self.ip_key(pool, ip), value),
             TxnOp::put(
@@ -841,10 +828,7 @@ impl EtcdStore {
         for kv in self.get("list pools", RangeRequest::key(prefix).with_prefix())? {
             let meta: PoolMeta =
                 serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
-            out.push(PoolId {
-                network: meta.network,
-                cidr: meta.cidr.or(meta.range),
-            });
+            out.push(meta.id());
         }
         out.sort();
         Ok(out)

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use atomic::{ensure_dir, lock, read_json, remove, write_json, Lock};
 use ipam::range::{from_u128, to_u128, IpRange};
-use ipam::store::{Owner, PoolId, Reservation, Store, StoreError, Verified};
+use ipam::store::{
+    Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
+};
 
 /// Addresses per block file (a power of two: a block is an address's bits above the last 8).
 const BLOCK_BITS: u32 = 8;
@@ -109,26 +111,6 @@ impl RangeSpec {
             self.gateway,
         )
         .ok()
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PoolMeta {
-    network: String,
-    /// The CIDR of a pool of its own (format 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cidr: Option<String>,
-    /// The whole range key that named a pool of its own before format 2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    range: Option<String>,
-}
-
-impl PoolMeta {
-    fn id(&self) -> PoolId {
-        PoolId {
-            network: self.network.clone(),
-            cidr: self.cidr.clone().or_else(|| self.range.clone()),
-        }
     }
 }
 
@@ -531,14 +513,7 @@ impl FileStore {
             for sub in ["blocks", "owners", "hints"] {
                 ensure_dir(&pool.dir.join(sub))?;
             }
-            write_json(
-                &meta,
-                &PoolMeta {
-                    network: id.network.clone(),
-                    cidr: id.cidr.clone(),
-                    range: None,
-                },
-            )?;
+            write_json(&meta, &PoolMeta::of(id))?;
         }
         Ok(pool)
     }
@@ -575,14 +550,7 @@ impl FileStore {
         for sub in ["blocks", "owners", "hints"] {
             ensure_dir(&new.dir.join(sub))?;
         }
-        write_json(
-            &new.dir.join("pool.json"),
-            &PoolMeta {
-                network: to.network.clone(),
-                cidr: to.cidr.clone(),
-                range: None,
-            },
-        )?;
+        write_json(&new.dir.join("pool.json"), &PoolMeta::of(to))?;
         let _lock = new.lock(self.lock_timeout)?;
         let mut kept = Vec::new();
         for r in old.all()? {
