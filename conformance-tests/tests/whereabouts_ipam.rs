@@ -700,3 +700,52 @@ fn status_is_code_50_when_etcd_is_unreachable() {
     assert_eq!(st.error_code(), Some(50), "{st}");
     assert!(st.json()["msg"].as_str().unwrap().contains("etcd"), "{st}");
 }
+
+#[test]
+fn etcd_pools_forked_by_an_earlier_release_are_merged_on_first_use() {
+    // The previous release named a pool of its own by the whole range key, so an edited exclude
+    // made a second pool: write one such pool as it did, then use the pool of the edited NAD.
+    let lab = Lab::with(Backend::Etcd);
+    let etcd = lab.etcd.as_ref().unwrap();
+    let legacy = "n=,r=10.104.0.0%2F24%3A10.104.0.1-10.104.0.254";
+    let put = |key: &str, value: &str| {
+        let out = etcd.etcdctl(&etcd.endpoints(), &["put", key, value]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = "/multihome/whereabouts";
+    put(
+        &format!("{p}/pools/{legacy}"),
+        r#"{"network":"","range":"10.104.0.0/24:10.104.0.1-10.104.0.254"}"#,
+    );
+    put(
+        &format!("{p}/ip/{legacy}/4-0a680001"),
+        r#"{"container_id":"old","ifname":"net1"}"#,
+    );
+    put(&format!("{p}/own/{legacy}/c|old|net1/4-0a680001"), "");
+    let edited = lab.conf(
+        json!({"range": "10.104.0.0/24", "exclude": ["10.104.0.200/32"],
+        "enable_overlapping_ranges": false}),
+    );
+    assert_eq!(
+        ip_of(&lab.add("new", &edited)),
+        "10.104.0.2/24",
+        "the old pod's address is seen by the edited NAD"
+    );
+    let pools = lab.tool(&["pools"]);
+    assert!(
+        !pools.contains("10.104.0.1-"),
+        "the legacy pool is gone: {pools}"
+    );
+    assert!(lab.call("DEL", "old", "net1", "", &edited).ok());
+    let left: Vec<String> = lab.reservations().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        left,
+        ["new"],
+        "the old pod's DEL released its moved address"
+    );
+    assert!(lab.tool(&["verify"]).contains("no damage"));
+}

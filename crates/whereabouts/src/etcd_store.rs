@@ -685,6 +685,26 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// Every reservation of the pool named `pool`, with the key-value it was read from.
+    fn reservations_of(
+        &self,
+        what: &str,
+        pool: &str,
+    ) -> Result<Vec<(KeyValue, Reservation)>, StoreError> {
+        let prefix = self.key(&["ip", pool]) + "/";
+        self.get(what, RangeRequest::key(prefix.clone()).with_prefix())?
+            .into_iter()
+            .map(|kv| {
+                let k = String::from_utf8_lossy(kv.key()).into_owned();
+                let ip = parse_ip_token(&k[prefix.len()..])
+                    .ok_or_else(|| corrupt(kv.key(), "not an address token"))?;
+                let owner: Owner =
+                    serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
+                Ok((kv, Reservation { ip, owner }))
+            })
+            .collect()
+    }
+
     /// Moves the reservations of pools an earlier release named by the whole range key into
     /// `id` (the pool of their network and CIDR). An address held in two such forks (the fault
     /// being fixed) stays where it is, logged, for an operator to release.
@@ -709,17 +729,10 @@ impl EtcdStore {
 
     fn migrate_pool(&self, legacy: &str, id: &PoolId) -> Result<(), StoreError> {
         let pool = pool_name(id);
-        let prefix = self.key(&["ip", legacy]) + "/";
         let mut kept = 0;
-        for kv in self.get(
-            "read a pool of an earlier release",
-            RangeRequest::key(prefix.clone()).with_prefix(),
-        )? {
-            let k = String::from_utf8_lossy(kv.key());
-            let ip = parse_ip_token(&k[prefix.len()..])
-                .ok_or_else(|| corrupt(kv.key(), "not an address token"))?;
-            let owner: Owner =
-                serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
+        for (kv, Reservation { ip, owner }) in
+            self.reservations_of("read a pool of an earlier release", legacy)?
+        {
             let mut ops = self.unclaim_ops(legacy, ip, &owner);
             ops.extend(self.claim_ops(id, &pool, ip, &owner, true)?);
             let txn = Txn::new()
@@ -965,20 +978,11 @@ impl Store for EtcdStore {
     }
 
     fn list(&self, id: &PoolId) -> Result<Vec<Reservation>, StoreError> {
-        let pool = pool_name(id);
-        let prefix = self.key(&["ip", &pool]) + "/";
-        let mut out = Vec::new();
-        for kv in self.get(
-            "list reservations",
-            RangeRequest::key(prefix.clone()).with_prefix(),
-        )? {
-            let k = String::from_utf8_lossy(kv.key());
-            let ip = parse_ip_token(&k[prefix.len()..])
-                .ok_or_else(|| corrupt(kv.key(), "not an address token"))?;
-            let owner: Owner =
-                serde_json::from_slice(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
-            out.push(Reservation { ip, owner });
-        }
+        let mut out: Vec<Reservation> = self
+            .reservations_of("list reservations", &pool_name(id))?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
         out.sort_by_key(|r| (r.ip.is_ipv6(), to_u128(r.ip)));
         Ok(out)
     }
