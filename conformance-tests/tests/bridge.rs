@@ -406,7 +406,7 @@ fn force_address_replaces_a_different_gateway_address_and_without_it_add_is_undo
     let a = Netns::new("br-fa");
     lab.ip(&["link", "add", "name", "br9", "type", "bridge"]);
     lab.ip(&["addr", "add", "10.67.9.9/24", "dev", "br9"]);
-    let wb = json!({"type": "whereabouts", "range": "10.67.0.0/24", "store_dir": lab.store()});
+    let wb = json!({"type": "whereabouts", "range": "10.67.0.0/24", "gateway": "10.67.0.1", "store_dir": lab.store()});
     let refused = lab.add(
         "fa",
         &a,
@@ -514,7 +514,7 @@ fn masquerade_rules_exist_after_add_and_are_gone_after_del() {
 fn del_without_the_netns_still_releases_ipam_and_removes_rules() {
     let lab = Lab::new();
     let a = Netns::new("br-gone");
-    let wb = json!({"type": "whereabouts", "range": "10.70.0.0/24", "store_dir": lab.store()});
+    let wb = json!({"type": "whereabouts", "range": "10.70.0.0/24", "gateway": "10.70.0.1", "store_dir": lab.store()});
     let c = conf(
         "br12",
         json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": wb}),
@@ -603,7 +603,7 @@ fn del_where_cni_netns_is_a_leftover_ordinary_file_is_a_namespace_that_is_gone()
 fn gc_removes_what_an_attachment_whose_del_never_came_left_behind() {
     let lab = Lab::new();
     let (a, b) = (Netns::new("br-gc-a"), Netns::new("br-gc-b"));
-    let wb = json!({"type": "whereabouts", "range": "10.71.0.0/24", "store_dir": lab.store()});
+    let wb = json!({"type": "whereabouts", "range": "10.71.0.0/24", "gateway": "10.71.0.1", "store_dir": lab.store()});
     let c = conf(
         "br13",
         json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": wb}),
@@ -732,7 +732,6 @@ fn bad_input_is_code_7_naming_the_key_and_nothing_is_created() {
     for (extra, needle) in [
         (json!({"vlan": 5000}), "vlan 5000"),
         (json!({"vlanTrunk": [{"id": 0}]}), "vlanTrunk[0].id"),
-        (json!({"vlan": 10, "vlanTrunk": [{"id": 20}]}), "vlanTrunk"),
         (json!({"mtu": 20}), "mtu 20"),
         (
             json!({"ipMasqBackend": "pf", "ipMasq": true}),
@@ -831,4 +830,399 @@ fn the_documentations_bridge_nads_are_valid_and_attach_as_written() {
         .contains("cni-br-iface-nad-net1"));
     assert!(lab.del("nad", &a, &c).ok());
     assert!(lab.reservations().is_empty());
+}
+
+/// A wrapper that runs `bridge` where `nft` cannot run: in a private mount namespace with
+/// /dev/null over the nft binary (as on a node without nftables).
+fn without_nft(lab: &Lab) -> PathBuf {
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("nftables is installed by make deps");
+    let path = lab.scratch.join("bridge-without-nft");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind /dev/null {nft} && exec \"$0\"' {}\n",
+            ours("bridge").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+impl Lab {
+    fn run_with(
+        &self,
+        program: &std::path::Path,
+        command: &str,
+        cid: &str,
+        ctr: &Netns,
+        conf: &Value,
+    ) -> Outcome {
+        let vars = CniVars {
+            command: command.into(),
+            container_id: cid.into(),
+            netns: ctr.path().display().to_string(),
+            ifname: "net1".into(),
+            args: String::new(),
+            path: self.plugins.path().display().to_string(),
+        };
+        Invocation::new(program)
+            .in_node(&self.node)
+            .vars(&vars)
+            .stdin_json(conf)
+            .run()
+    }
+
+    fn sysctl(&self, key: &str) -> String {
+        self.node
+            .run_ok(&["cat", &format!("/proc/sys/{key}")])
+            .trim()
+            .to_string()
+    }
+
+    /// The node's addresses on `link` in `prefix` (e.g. "10.80.").
+    fn addresses_in(&self, link: &str, prefix: &str) -> Vec<String> {
+        self.node
+            .addresses(link)
+            .into_iter()
+            .filter(|a| a.starts_with(prefix))
+            .collect()
+    }
+
+    /// Nothing of attachment `cid` on the node: no veth, chains, masquerade rules or reservation.
+    fn assert_nothing_of(&self, cid: &str, ctr: &Netns, what: &str) {
+        assert!(
+            !ctr.has_link("net1"),
+            "{what}: the container interface is gone"
+        );
+        assert!(
+            self.veths().is_empty(),
+            "{what}: no veth left: {:?}",
+            self.veths()
+        );
+        let spoof = self.nft("list table bridge nat");
+        assert!(
+            !spoof.contains(&format!("cni-br-iface-{cid}")),
+            "{what}: {spoof}"
+        );
+        let masq = self.nft("list table inet cni_plugins_masquerade");
+        assert!(!masq.contains(" masquerade comment"), "{what}: {masq}");
+        if self.store().exists() {
+            assert!(
+                self.reservations().is_empty(),
+                "{what}: {:?}",
+                self.reservations()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_result_the_asked_version_cannot_carry_is_refused_before_anything_is_made() {
+    let lab = Lab::new();
+    let a = Netns::new("br-ver");
+    // L2 at 0.2.0: a result without addresses has no 0.2.0 form.
+    let mut l2 = conf("br20", json!({"macspoofchk": true}));
+    l2["cniVersion"] = json!("0.2.0");
+    let out = lab.add("ver", &a, &l2);
+    assert_eq!(out.error_code(), Some(1), "{out}");
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("0.2.0"),
+        "{out}"
+    );
+    lab.assert_nothing_of("ver", &a, "L2 at 0.2.0");
+    assert!(!lab.node.has_link("br20"), "not even the bridge was made");
+    // Two IPv4 ranges at 0.2.0: two reservations, one reportable address.
+    let wb = json!({"type": "whereabouts", "store_dir": lab.store(),
+        "ipRanges": [{"range": "10.80.0.0/24"}, {"range": "10.80.1.0/24"}]});
+    let mut two = conf("br20", json!({"ipam": wb}));
+    two["cniVersion"] = json!("0.2.0");
+    let out = lab.add("ver", &a, &two);
+    assert_eq!(out.error_code(), Some(1), "{out}");
+    lab.assert_nothing_of("ver", &a, "two IPv4 ranges at 0.2.0");
+    // The same at 0.3.0 attaches, with both addresses.
+    two["cniVersion"] = json!("0.3.0");
+    let out = lab.add("ver", &a, &two);
+    assert!(out.ok(), "{out}");
+    assert_eq!(out.json()["ips"].as_array().unwrap().len(), 2);
+    assert_eq!(lab.reservations().len(), 2);
+}
+
+#[test]
+fn is_gateway_without_an_ipam_gateway_never_takes_an_address_ipam_hands_out() {
+    let lab = Lab::new();
+    let (a, b) = (Netns::new("br-gw-a"), Netns::new("br-gw-b"));
+    for (range, gw) in [
+        ("10.81.0.0/24", "10.81.0.1"),
+        ("fd00:81::/64", "fd00:81::1"),
+    ] {
+        let wb = json!({"type": "whereabouts", "range": range, "store_dir": lab.store()});
+        let out = lab.add(
+            "gw",
+            &a,
+            &conf("br21", json!({"isGateway": true, "ipam": wb})),
+        );
+        assert_eq!(out.error_code(), Some(7), "{range}: {out}");
+        let msg = out.json()["msg"].as_str().unwrap().to_string();
+        assert!(msg.contains("ipam.gateway") && msg.contains(gw), "{msg}");
+        lab.assert_nothing_of("gw", &a, range);
+        let prefix = &range[..6];
+        assert!(
+            lab.addresses_in("br21", prefix).is_empty(),
+            "{range}: no gateway on the bridge"
+        );
+    }
+    // With ipam.gateway the gateway is kept out of the range and the containers reach it.
+    let wb = json!({"type": "whereabouts", "range": "10.81.0.0/24", "gateway": "10.81.0.1",
+        "store_dir": lab.store()});
+    let c = conf("br21", json!({"isGateway": true, "ipam": wb}));
+    let first = lab.add("gw-a", &a, &c);
+    assert!(first.ok(), "{first}");
+    assert_eq!(first.json()["ips"][0]["address"], "10.81.0.2/24");
+    assert!(lab.add("gw-b", &b, &c).ok());
+    assert_eq!(lab.addresses_in("br21", "10.81."), ["10.81.0.1/24"]);
+    assert!(pings(&a, "10.81.0.1") && pings(&b, "10.81.0.2"));
+}
+
+#[test]
+fn a_failed_add_takes_back_the_gateway_address_and_forwarding_it_made() {
+    let lab = Lab::new();
+    let a = Netns::new("br-undo-a");
+    let forward_before = lab.sysctl("net/ipv4/ip_forward");
+    // isGateway + ipMasq where nft cannot run.
+    let wb = json!({"type": "whereabouts", "range": "10.82.0.0/24", "gateway": "10.82.0.1",
+        "store_dir": lab.store()});
+    let c = conf(
+        "br22",
+        json!({"isGateway": true, "ipMasq": true, "ipam": wb}),
+    );
+    let out = lab.run_with(&without_nft(&lab), "ADD", "undo", &a, &c);
+    assert!(!out.ok(), "{out}");
+    assert!(out.json()["msg"].as_str().unwrap().contains("nft"), "{out}");
+    lab.assert_nothing_of("undo", &a, "ipMasq without nft");
+    assert!(
+        lab.addresses_in("br22", "10.82.").is_empty(),
+        "no gateway left on br22"
+    );
+    assert_eq!(
+        lab.sysctl("net/ipv4/ip_forward"),
+        forward_before,
+        "ip_forward as it was"
+    );
+
+    // A gateway added, then the IPv6 one refused: the IPv4 gateway goes too.
+    lab.ip(&["addr", "add", "fd00:82::9/48", "dev", "br22"]);
+    let ds = json!({"type": "static", "addresses": [
+        {"address": "10.82.0.5/24", "gateway": "10.82.0.1"},
+        {"address": "fd00:82::5/64", "gateway": "fd00:82::1"}]});
+    let c = conf("br22", json!({"isGateway": true, "ipam": ds}));
+    let out = lab.add("undo", &a, &c);
+    assert_eq!(out.error_code(), Some(7), "{out}");
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("forceAddress"),
+        "{out}"
+    );
+    lab.assert_nothing_of("undo", &a, "IPv6 gateway refused");
+    assert!(
+        lab.addresses_in("br22", "10.82.").is_empty(),
+        "the IPv4 gateway was taken back"
+    );
+    assert_eq!(lab.sysctl("net/ipv4/ip_forward"), forward_before);
+
+    // While another attachment uses the gateway, a failed ADD leaves it: it still reaches it.
+    let b = Netns::new("br-undo-b");
+    let keep = conf(
+        "br22",
+        json!({"isGateway": true, "ipam": static_ipam("10.82.0.7/24")}),
+    );
+    assert!(lab.add("keep", &b, &keep).ok());
+    assert!(pings(&b, "10.82.0.1"));
+    let out = lab.add("undo", &a, &c);
+    assert_eq!(out.error_code(), Some(7), "{out}");
+    assert_eq!(lab.addresses_in("br22", "10.82."), ["10.82.0.1/24"]);
+    assert!(
+        pings(&b, "10.82.0.1"),
+        "the other attachment still reaches its gateway"
+    );
+    assert!(!a.has_link("net1"));
+}
+
+#[test]
+fn force_address_replacing_an_address_of_the_gateways_subnet_keeps_the_gateway() {
+    let lab = Lab::new();
+    let a = Netns::new("br-force");
+    lab.ip(&["link", "add", "name", "br23", "type", "bridge"]);
+    lab.ip(&["addr", "add", "10.83.0.254/24", "dev", "br23"]);
+    let c = conf(
+        "br23",
+        json!({"isGateway": true, "forceAddress": true,
+            "ipam": {"type": "static", "addresses": [{"address": "10.83.0.5/24", "gateway": "10.83.0.1"}]}}),
+    );
+    let out = lab.add("force", &a, &c);
+    assert!(out.ok(), "{out}");
+    assert_eq!(lab.addresses_in("br23", "10.83."), ["10.83.0.1/24"]);
+    assert!(pings(&a, "10.83.0.1"), "the container reaches the gateway");
+    assert!(!pings(&a, "10.83.0.254"), "the replaced address is gone");
+}
+
+#[test]
+fn a_del_whose_path_lacks_the_sbin_directories_still_removes_the_rules() {
+    let lab = Lab::new();
+    let a = Netns::new("br-path");
+    let wb = json!({"type": "whereabouts", "range": "10.84.0.0/24", "store_dir": lab.store()});
+    let c = conf(
+        "br24",
+        json!({"macspoofchk": true, "ipMasq": true, "ipam": wb}),
+    );
+    assert!(lab.add("path", &a, &c).ok());
+    assert!(lab
+        .nft("list table bridge nat")
+        .contains("cni-br-iface-path-net1"));
+    let vars = CniVars {
+        command: "DEL".into(),
+        container_id: "path".into(),
+        netns: a.path().display().to_string(),
+        ifname: "net1".into(),
+        args: String::new(),
+        path: lab.plugins.path().display().to_string(),
+    };
+    let out = Invocation::new(ours("bridge"))
+        .in_node(&lab.node)
+        .vars(&vars)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin_json(&c)
+        .run();
+    assert!(out.ok(), "{out}");
+    lab.assert_nothing_of("path", &a, "DEL under PATH=/usr/bin:/bin");
+}
+
+#[test]
+fn a_del_and_a_gc_of_one_attachment_at_the_same_time_both_succeed() {
+    let lab = Lab::new();
+    let wb = json!({"type": "whereabouts", "range": "10.85.0.0/24", "store_dir": lab.store()});
+    let c = conf(
+        "br25",
+        json!({"macspoofchk": true, "ipMasq": true, "ipam": wb}),
+    );
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    for round in 0..8 {
+        let a = Netns::new("br-race");
+        let cid = format!("race{round}");
+        assert!(lab.add(&cid, &a, &c).ok());
+        let (del, gcd) = std::thread::scope(|s| {
+            let d = s.spawn(|| lab.del(&cid, &a, &c));
+            let g = s.spawn(|| lab.run("GC", "", "", "", &gc));
+            (d.join().unwrap(), g.join().unwrap())
+        });
+        assert!(del.ok(), "round {round}: DEL {del}");
+        assert!(gcd.ok(), "round {round}: GC {gcd}");
+        lab.assert_nothing_of(&cid, &a, &format!("round {round}"));
+    }
+}
+
+#[test]
+fn a_gc_of_one_network_never_removes_the_chains_of_another_networks_adds_meanwhile() {
+    let lab = Lab::new();
+    let gc_conf = {
+        let mut g = conf("br26", json!({"name": "net-gc", "macspoofchk": true}));
+        g["name"] = json!("net-gc");
+        g["cni.dev/valid-attachments"] = json!([]);
+        g
+    };
+    let ctrs: Vec<Netns> = (0..12).map(|_| Netns::new("br-gcr")).collect();
+    let adds_done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let gcs = s.spawn(|| {
+            let mut n = 0;
+            while !adds_done.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = lab.run("GC", "", "", "", &gc_conf);
+                assert!(out.ok(), "{out}");
+                n += 1;
+            }
+            n
+        });
+        for (i, ctr) in ctrs.iter().enumerate() {
+            let c = conf(
+                "br26",
+                json!({"name": "net-vm", "macspoofchk": true,
+                "ipam": static_ipam(&format!("10.86.0.{}/24", i + 2))}),
+            );
+            let mut c = c;
+            c["name"] = json!("net-vm");
+            let out = lab.add(&format!("vm{i}"), ctr, &c);
+            assert!(out.ok(), "{out}");
+        }
+        adds_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(gcs.join().unwrap() > 0, "GC ran while the ADDs ran");
+    });
+    let spoof = lab.nft("list table bridge nat");
+    for i in 0..ctrs.len() {
+        assert!(
+            spoof.contains(&format!("cni-br-iface-vm{i}-net1-mac")),
+            "vm{i} kept its spoof check: {spoof}"
+        );
+    }
+    // And the check still drops what it should, and passes what it should.
+    let forged =
+        ctrs[0].sh("ip link set net1 address 02:66:66:66:66:66 && ping -c 1 -W 1 -q 10.86.0.3");
+    assert!(!forged.status.success(), "a forged source MAC is dropped");
+}
+
+#[test]
+fn a_refused_add_with_a_broken_ipam_part_leaves_nothing() {
+    let lab = Lab::new();
+    let a = Netns::new("br-ipamfault");
+    let with = |ipam: Value| {
+        conf(
+            "br27",
+            json!({"macspoofchk": true, "ipMasq": true, "ipam": ipam}),
+        )
+    };
+    let cases = [
+        (with(json!({"type": 7})), Some(7), "ipam.type"),
+        (with(json!("whereabouts")), Some(7), "ipam"),
+        (
+            with(json!({"type": "host-local-missing"})),
+            Some(7),
+            "host-local-missing",
+        ),
+        (
+            with(json!({"type": "whereabouts", "range": 5, "store_dir": lab.store()})),
+            Some(7),
+            "range",
+        ),
+        (
+            with(
+                json!({"type": "static", "addresses": [{"address": "10.87.0.5/24"}],
+                "routes": [{"dst": "10.99.0.0/16", "gw": "192.0.2.77"}]}),
+            ),
+            None,
+            "10.99.0.0/16",
+        ),
+    ];
+    for (c, code, needle) in cases {
+        let out = lab.add("fault", &a, &c);
+        assert!(!out.ok(), "{c}: {out}");
+        if let Some(code) = code {
+            assert_eq!(out.error_code(), Some(code), "{c}: {out}");
+        }
+        assert!(
+            out.to_string().contains(needle),
+            "{c}: {out} should name {needle:?}"
+        );
+        lab.assert_nothing_of("fault", &a, &c.to_string());
+        let del = lab.del("fault", &a, &c);
+        assert!(del.ok(), "the rollback DEL of {c}: {del}");
+    }
+    // The same configuration without the fault attaches (the faults were the cause).
+    let good = with(json!({"type": "static", "addresses": [{"address": "10.87.0.5/24"}]}));
+    assert!(lab.add("fault", &a, &good).ok());
+    assert!(lab
+        .nft("list table bridge nat")
+        .contains("cni-br-iface-fault-net1"));
 }

@@ -15,12 +15,39 @@ use crate::node::{self, kernel};
 /// Attempts at a free random host veth name before giving up.
 const VETH_NAME_ATTEMPTS: usize = 10;
 
-/// What to undo when a later step fails.
+/// What to undo when a later step fails: each step that changed something pushes the step
+/// that takes it back, so no change lacks an undo.
 enum Undo {
-    Link { index: u32, name: String },
+    /// A link this ADD created (the container veth, or the VLAN gateway pair).
+    Link {
+        index: u32,
+        name: String,
+    },
+    /// Node state that other attachments may share (the gateway address on the bridge or on
+    /// `<bridge>.<vlan>`, the VLAN gateway pair, a forwarding sysctl): taken back only when no
+    /// other attachment of this suite could be using it by then.
+    Shared(SharedUndo),
     SpoofCheck(String),
     Ipam,
     Masquerade,
+}
+
+enum SharedUndo {
+    /// `net` added to the link; `replaced` the addresses forceAddress removed for it.
+    Address {
+        index: u32,
+        name: String,
+        net: IpNetwork,
+        replaced: Vec<IpNetwork>,
+    },
+    GatewayPair {
+        index: u32,
+        name: String,
+    },
+    Sysctl {
+        key: &'static str,
+        before: String,
+    },
 }
 
 struct Attach<'a> {
@@ -30,10 +57,21 @@ struct Attach<'a> {
     ns: NetNs,
     cont: Netlink,
     undo: Vec<Undo>,
+    /// The bridge and this ADD's host veth, once known (what shared undo compares with).
+    bridge_index: Option<u32>,
+    own_host_index: Option<u32>,
 }
 
 pub fn add(call: &Call) -> Result<CniResult, Error> {
     let conf = BridgeConf::from_call(call)?;
+    // Everything that can be known before touching the node is checked here: a result that
+    // cannot be printed in the asked version, an IPAM plugin that is not in CNI_PATH.
+    if conf.ipam.is_none() {
+        cni::result::expressible(call.conf.version, 0, 0)?;
+    }
+    if let Some(ipam) = &conf.ipam {
+        cni::delegate::find(ipam, &call.env.path)?;
+    }
     let ns = node::open_netns(call)?;
     let cont = node::container_netlink(&ns)?;
     if cont
@@ -62,6 +100,8 @@ pub fn add(call: &Call) -> Result<CniResult, Error> {
         ns,
         cont,
         undo: Vec::new(),
+        bridge_index: None,
+        own_host_index: None,
     };
     match a.run() {
         Ok(r) => Ok(r),
@@ -72,13 +112,16 @@ pub fn add(call: &Call) -> Result<CniResult, Error> {
 impl Attach<'_> {
     fn run(&mut self) -> Result<CniResult, Error> {
         let bridge = self.ensure_bridge()?;
+        self.bridge_index = Some(bridge.index);
         let (host, cont) = self.create_veth()?;
+        self.own_host_index = Some(host.index);
         self.attach_port(&bridge, &host)?;
         if self.conf.mac_spoof_check {
             let id = nft::spoofcheck::ref_id(&self.call.env.container_id, &self.call.env.ifname);
             let mac = cont.mac.map(|m| m.to_string()).unwrap_or_default();
             self.undo.push(Undo::SpoofCheck(id.clone()));
-            nft::spoofcheck::setup(&nft::Nft::new(), &host.name, &mac, &id).map_err(node::nft)?;
+            nft::spoofcheck::setup(&nft::Nft::new(), &host.name, &mac, &id, &self.conf.network)
+                .map_err(node::nft)?;
         }
         let mut result = CniResult {
             interfaces: vec![
@@ -110,11 +153,10 @@ impl Attach<'_> {
             result.ips = ipam.ips;
             result.routes = ipam.routes;
             result.dns = ipam.dns;
-            self.complete_l3(&mut result);
+            complete_l3(self.conf, &mut result)?;
             self.configure_container(&cont, &result)?;
-            if self.conf.is_gateway {
-                self.configure_gateway(&bridge, &mut result)?;
-            }
+            // The rules of this attachment before the node state other attachments share (the
+            // gateway, forwarding): a failure here leaves nothing shared to take back.
             if self.conf.ip_masq.is_some() {
                 self.undo.push(Undo::Masquerade);
                 let addrs: Vec<IpNetwork> = result.ips.iter().map(|ip| ip.address).collect();
@@ -126,6 +168,9 @@ impl Attach<'_> {
                     &self.call.env.container_id,
                 )
                 .map_err(node::nft)?;
+            }
+            if self.conf.is_gateway {
+                self.configure_gateway(&bridge, &mut result)?;
             }
         } else if !self.conf.disable_container_interface {
             self.set_up(&self.cont, &cont)?;
@@ -160,6 +205,7 @@ impl Attach<'_> {
                 Undo::SpoofCheck(id) => {
                     nft::spoofcheck::teardown(&nft::Nft::new(), &id).map_err(node::nft)
                 }
+                Undo::Shared(shared) => self.undo_shared(shared),
                 Undo::Ipam => cni::delegate::ipam_forward(self.call, Command::Del),
                 Undo::Masquerade => nft::masquerade::teardown(
                     &nft::Nft::new(),
@@ -178,6 +224,55 @@ impl Attach<'_> {
         } else {
             let details = format!("undo after the failure also failed: {}", failed.join("; "));
             e.with_details(details)
+        }
+    }
+
+    /// Takes back shared node state this ADD made, unless another attachment of this suite
+    /// (a host veth tagged with its owner, other than this ADD's) could be using it: on the
+    /// bridge for its gateway address and VLAN gateway pair, anywhere on the node for the
+    /// forwarding sysctls. What is kept is logged.
+    fn undo_shared(&self, shared: SharedUndo) -> Result<(), Error> {
+        let own = self.own_host_index;
+        let links = self.node.links().map_err(kernel)?;
+        let attachment = |l: &&Link| {
+            Some(l.index) != own && l.alias.as_deref().and_then(node::parse_owner).is_some()
+        };
+        let on_bridge = links
+            .iter()
+            .filter(attachment)
+            .any(|l| l.master == self.bridge_index);
+        let on_node = links.iter().any(|l| attachment(&l));
+        match shared {
+            SharedUndo::Address {
+                index,
+                name,
+                net,
+                replaced,
+            } => {
+                if on_bridge {
+                    cni::log_warn!("undo: keeping {net} on {name}: other attachments use it");
+                    return Ok(());
+                }
+                self.node.del_address(index, &name, net).map_err(kernel)?;
+                for old in replaced {
+                    self.node.add_address(index, &name, old).map_err(kernel)?;
+                }
+                Ok(())
+            }
+            SharedUndo::GatewayPair { index, name } => {
+                if on_bridge {
+                    cni::log_warn!("undo: keeping {name}: other attachments use it");
+                    return Ok(());
+                }
+                self.node.del_link(index, &name).map(|_| ()).map_err(kernel)
+            }
+            SharedUndo::Sysctl { key, before } => {
+                if on_node {
+                    cni::log_warn!("undo: keeping {key}: other attachments may need it");
+                    return Ok(());
+                }
+                netlink::sysctl::write(key, &before).map_err(|e| Error::internal(e.to_string()))
+            }
         }
     }
 
@@ -319,38 +414,6 @@ impl Attach<'_> {
         .map_err(kernel)
     }
 
-    /// Gateways and the default route the configuration asks for; every IP is on interface 2.
-    fn complete_l3(&self, result: &mut CniResult) {
-        let mut default_for = [false, false];
-        for ip in &mut result.ips {
-            ip.interface = Some(2);
-            if ip.gateway.is_none() && self.conf.is_gateway {
-                ip.gateway = Some(first_host(ip.address));
-            }
-            if !self.conf.is_default_gateway {
-                continue;
-            }
-            let fam = usize::from(ip.address.is_ipv6());
-            if default_for[fam] {
-                continue;
-            }
-            let has_default = result.routes.iter().any(|r| {
-                r.gw.is_some() && r.dst.prefix() == 0 && r.dst.is_ipv6() == ip.address.is_ipv6()
-            });
-            if !has_default {
-                let dst = if ip.address.is_ipv6() {
-                    "::/0"
-                } else {
-                    "0.0.0.0/0"
-                };
-                result
-                    .routes
-                    .push(CniRoute::new(dst.parse().expect("constant"), ip.gateway));
-            }
-            default_for[fam] = true;
-        }
-    }
-
     /// Container end: DAD and ARP sysctls, addresses, up, routes.
     fn configure_container(&self, cont: &Link, result: &CniResult) -> Result<(), Error> {
         let ifname = &cont.name;
@@ -437,7 +500,17 @@ impl Attach<'_> {
         for ip in &result.ips {
             let Some(gw) = ip.gateway else { continue };
             let net = IpNetwork::new(gw, ip.address.prefix()).expect("prefix of a valid network");
-            added |= ensure_address(&self.node, &target, net, self.conf.force_address)?;
+            if let Some(replaced) =
+                ensure_address(&self.node, &target, net, self.conf.force_address)?
+            {
+                added = true;
+                self.undo.push(Undo::Shared(SharedUndo::Address {
+                    index: target.index,
+                    name: target.name.clone(),
+                    net,
+                    replaced,
+                }));
+            }
             families[usize::from(gw.is_ipv6())] = true;
         }
         // Pin the MAC when the gateway arrives: otherwise the bridge takes the lowest port MAC
@@ -464,15 +537,20 @@ impl Attach<'_> {
         self.enable_forwarding(families)
     }
 
-    /// Forwarding on for the families that have a gateway.
-    fn enable_forwarding(&self, families: [bool; 2]) -> Result<(), Error> {
-        if families[0] {
-            netlink::sysctl::ensure("net/ipv4/ip_forward", "1")
-                .map_err(|e| Error::internal(e.to_string()))?;
-        }
-        if families[1] {
-            netlink::sysctl::ensure("net/ipv6/conf/all/forwarding", "1")
-                .map_err(|e| Error::internal(e.to_string()))?;
+    /// Forwarding on for the families that have a gateway; the value it had is the undo.
+    fn enable_forwarding(&mut self, families: [bool; 2]) -> Result<(), Error> {
+        let keys = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
+        for (key, wanted) in keys.into_iter().zip(families) {
+            if !wanted {
+                continue;
+            }
+            let before = netlink::sysctl::read(key).map_err(|e| Error::internal(e.to_string()))?;
+            if before == "1" {
+                continue;
+            }
+            self.undo
+                .push(Undo::Shared(SharedUndo::Sysctl { key, before }));
+            netlink::sysctl::write(key, "1").map_err(|e| Error::internal(e.to_string()))?;
         }
         Ok(())
     }
@@ -506,6 +584,10 @@ impl Attach<'_> {
             }
             let port = self.node.link_by_name(&port_name).map_err(kernel)?;
             let port = port.ok_or_else(|| Error::internal(format!("{port_name} vanished")))?;
+            self.undo.push(Undo::Shared(SharedUndo::GatewayPair {
+                index: port.index,
+                name: port.name.clone(),
+            }));
             let change = LinkChange {
                 up: Some(true),
                 master: Some(bridge.index),
@@ -532,7 +614,56 @@ impl Attach<'_> {
     }
 }
 
-/// Access (PVID, untagged) or trunk (tagged) VLANs of a port; VLAN 1 removed unless preserved.
+/// Gateways and the default route the configuration asks for; every IP is on interface 2.
+/// isGateway without a gateway from IPAM takes the network's first host, as the reference does,
+/// except where that is the very address IPAM just gave the container: two hosts would answer
+/// for it (the reference does this), so that is refused and names `ipam.gateway`.
+fn complete_l3(conf: &BridgeConf, result: &mut CniResult) -> Result<(), Error> {
+    let mut default_for = [false, false];
+    let held: Vec<IpAddr> = result.ips.iter().map(|ip| ip.address.ip()).collect();
+    for ip in &mut result.ips {
+        ip.interface = Some(2);
+        if ip.gateway.is_none() && conf.is_gateway {
+            let gw = first_host(ip.address);
+            if held.contains(&gw) {
+                return Err(Error::invalid_config(format!(
+                    "isGateway: IPAM gave no gateway for {}, and the one the bridge would take, \
+                     {gw} (the network's first host), is an address IPAM hands to containers: set \
+                     ipam.gateway (whereabouts and host-local then keep it out of their ranges), \
+                     or start the range after {gw}",
+                    ip.address
+                )));
+            }
+            ip.gateway = Some(gw);
+        }
+        if !conf.is_default_gateway {
+            continue;
+        }
+        let fam = usize::from(ip.address.is_ipv6());
+        if default_for[fam] {
+            continue;
+        }
+        let has_default = result.routes.iter().any(|r| {
+            r.gw.is_some() && r.dst.prefix() == 0 && r.dst.is_ipv6() == ip.address.is_ipv6()
+        });
+        if !has_default {
+            let dst = if ip.address.is_ipv6() {
+                "::/0"
+            } else {
+                "0.0.0.0/0"
+            };
+            result
+                .routes
+                .push(CniRoute::new(dst.parse().expect("constant"), ip.gateway));
+        }
+        default_for[fam] = true;
+    }
+    Ok(())
+}
+
+/// Access (PVID, untagged) and trunk (tagged) VLANs of a port; both together make `vlan` the
+/// trunk's native VLAN (upstream since v1.8.0). VLAN 1 removed unless preserved. The trunk goes
+/// first: adding a range that holds the PVID without the PVID flag would clear it.
 fn configure_port_vlans(
     nl: &Netlink,
     port: &Link,
@@ -548,12 +679,12 @@ fn configure_port_vlans(
             nl.bridge_vlan_del(port, vid, vid).map_err(kernel)?;
         }
     }
-    if vlan != 0 {
-        nl.bridge_vlan_add(port, vlan, vlan, true, true)
-            .map_err(kernel)?;
-    }
     for &(first, last) in trunk {
         nl.bridge_vlan_add(port, first, last, false, false)
+            .map_err(kernel)?;
+    }
+    if vlan != 0 {
+        nl.bridge_vlan_add(port, vlan, vlan, true, true)
             .map_err(kernel)?;
     }
     Ok(())
@@ -561,16 +692,22 @@ fn configure_port_vlans(
 
 /// Puts `net` on `link`. A different IPv4 address, or an overlapping IPv6 one, is an error
 /// unless forceAddress, which replaces it (the reference's rule).
-/// Returns whether the address was added now (false: it was already there).
-fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Result<bool, Error> {
+/// Returns `None` when the address was already there, else the addresses it replaced.
+fn ensure_address(
+    nl: &Netlink,
+    link: &Link,
+    net: IpNetwork,
+    force: bool,
+) -> Result<Option<Vec<IpNetwork>>, Error> {
     // The steady state (every ADD after the first on this bridge) is "already there": one
     // request, no dump of every address of the node (which grows with its interfaces).
     if !nl
         .add_address(link.index, &link.name, net)
         .map_err(kernel)?
     {
-        return Ok(false);
+        return Ok(None);
     }
+    let mut replaced = Vec::new();
     for a in nl.addresses(link.index).map_err(kernel)? {
         if a.net.is_ipv4() != net.is_ipv4() || a.net == net {
             continue;
@@ -590,8 +727,15 @@ fn ensure_address(nl: &Netlink, link: &Link, net: IpNetwork, force: bool) -> Res
         }
         nl.del_address(link.index, &link.name, a.net)
             .map_err(kernel)?;
+        replaced.push(a.net);
     }
-    Ok(true)
+    if !replaced.is_empty() {
+        // The kernel drops the secondaries of a primary IPv4 address with it: `net`, added
+        // beside an address of its subnet, was one of them. Put it back.
+        nl.add_address(link.index, &link.name, net)
+            .map_err(kernel)?;
+    }
+    Ok(Some(replaced))
 }
 
 /// The first host of the network of `addr` (the reference's default gateway).

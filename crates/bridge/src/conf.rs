@@ -123,11 +123,6 @@ impl BridgeConf {
             )));
         }
         let trunk = collect_trunk(raw.vlan_trunk.as_deref().unwrap_or_default())?;
-        if raw.vlan > 0 && !trunk.is_empty() {
-            return Err(Error::invalid_config(
-                "cannot set vlan and vlanTrunk at the same time: a port is either an access port or a trunk",
-            ));
-        }
         let mtu = match raw.mtu {
             0 => None,
             m if (68..=65535).contains(&m) => Some(m as u32),
@@ -151,7 +146,7 @@ impl BridgeConf {
             (true, _) => Some(MasqBackend::Nftables),
             (false, _) => None,
         };
-        let ipam = call.conf.ipam_type().map(str::to_string);
+        let ipam = call.conf.ipam_plugin()?.map(str::to_string);
         if raw.disable_container_interface && ipam.is_some() {
             return Err(Error::invalid_config(
                 "disableContainerInterface cannot be used with ipam: an interface left down cannot hold addresses",

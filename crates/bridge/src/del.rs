@@ -14,7 +14,7 @@ pub fn del(call: &Call) -> Result<(), Error> {
     if let Err(e) = remove_container_link(call) {
         errors.push(e);
     }
-    if conf.ipam.is_some() {
+    if ipam_present(call, &conf) {
         if let Err(e) = cni::delegate::ipam_forward(call, Command::Del) {
             errors.push(e);
         }
@@ -52,5 +52,21 @@ pub fn remove_rules(call: &Call, conf: &Teardown, errors: &mut Vec<Error>) {
     if conf.ip_masq {
         let (cid, ifname) = (&call.env.container_id, &call.env.ifname);
         keep(nft::masquerade::teardown(&nft, &conf.network, ifname, cid));
+    }
+}
+
+/// Whether the IPAM plugin is there to forward a teardown to. One that is not in CNI_PATH (an
+/// ADD with it was refused, or it was uninstalled) holds nothing this call could release: that
+/// is logged, and the teardown goes on without it.
+pub fn ipam_present(call: &Call, conf: &Teardown) -> bool {
+    let Some(name) = &conf.ipam else {
+        return false;
+    };
+    match cni::delegate::find(name, &call.env.path) {
+        Ok(_) => true,
+        Err(e) => {
+            cni::log_warn!("{}: skipping IPAM: {}", call.env.command.as_str(), e.msg);
+            false
+        }
     }
 }

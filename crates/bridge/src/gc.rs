@@ -21,6 +21,16 @@ pub fn gc(call: &Call) -> Result<(), Error> {
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
     let mut errors = Vec::new();
+    let nft = nft::Nft::new();
+    // The spoof-check chains are listed before the links: an ADD makes its veth before its
+    // chains, so every chain seen here has its veth in the listing below, also when that ADD
+    // (of this network or another) runs right now. Listed the other way round, a concurrent
+    // ADD's fresh chains looked orphaned and were removed.
+    let chains = if nft.is_available() {
+        Some(nft::spoofcheck::list(&nft))
+    } else {
+        None
+    };
     let nl = node::node_netlink()?;
     let links = nl.links().map_err(kernel)?;
     let bridge = links
@@ -52,9 +62,8 @@ pub fn gc(call: &Call) -> Result<(), Error> {
         }
     }
 
-    let nft = nft::Nft::new();
-    if nft_present() {
-        match nft::spoofcheck::list(&nft) {
+    if let Some(chains) = chains {
+        match chains {
             Ok(found) => {
                 let present: HashSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
                 let valid_ids: HashSet<String> = valid
@@ -62,7 +71,8 @@ pub fn gc(call: &Call) -> Result<(), Error> {
                     .map(|(c, i)| nft::spoofcheck::ref_id(c, i))
                     .collect();
                 for a in found {
-                    if valid_ids.contains(&a.ref_id) {
+                    // Another network's chains are its own GC's to judge.
+                    if valid_ids.contains(&a.ref_id) || !a.may_belong_to(&conf.network) {
                         continue;
                     }
                     let orphan = match &a.host_if {
@@ -86,7 +96,7 @@ pub fn gc(call: &Call) -> Result<(), Error> {
         errors.push(nft_missing());
     }
 
-    if conf.ipam.is_some() {
+    if crate::del::ipam_present(call, &conf) {
         if let Err(e) = cni::delegate::ipam_forward(call, Command::Gc) {
             errors.push(e);
         }
@@ -110,20 +120,13 @@ pub fn status(call: &Call) -> Result<(), Error> {
             )));
         }
     }
-    if (conf.mac_spoof_check || conf.ip_masq.is_some()) && !nft_present() {
+    if (conf.mac_spoof_check || conf.ip_masq.is_some()) && !nft::Nft::new().is_available() {
         return Err(Error::not_available(nft_missing().msg));
     }
     if conf.ipam.is_some() {
         cni::delegate::ipam_forward(call, Command::Status)?;
     }
     Ok(())
-}
-
-fn nft_present() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()))
-        .unwrap_or(false)
-        || std::path::Path::new("/usr/sbin/nft").is_file()
 }
 
 fn nft_missing() -> Error {

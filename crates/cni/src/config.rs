@@ -117,6 +117,27 @@ impl NetConf {
         self.ipam()?.get("type")?.as_str().filter(|s| !s.is_empty())
     }
 
+    /// `ipam.type` as an ADD must read it: `None` without `ipam` (or with `null`, `{}` or an
+    /// empty type: no IPAM, as the reference reads it); code 7 naming the key when `ipam` is
+    /// not an object or its type is not a string, which [`NetConf::ipam_type`] passes over.
+    pub fn ipam_plugin(&self) -> Result<Option<&str>, Error> {
+        match self.raw.get("ipam") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => match m.get("type") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(t)) => Ok(Some(t.as_str()).filter(|t| !t.is_empty())),
+                Some(other) => Err(Error::invalid_config(format!(
+                    "ipam.type: {} is not a plugin name (a string)",
+                    crate::error::quote_value(other)
+                ))),
+            },
+            Some(other) => Err(Error::invalid_config(format!(
+                "ipam: {} is not an object",
+                crate::error::quote_value(other)
+            ))),
+        }
+    }
+
     /// A typed view of the `ipam` object; errors name keys as `ipam.<key>`.
     pub fn ipam_typed<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let ipam = self

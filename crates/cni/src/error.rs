@@ -186,6 +186,11 @@ pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}... ({} bytes cut)", &s[..end], s.len() - end))
 }
 
+/// A configuration value as an error message quotes it: JSON, cut to 128 bytes.
+pub fn quote_value(v: &serde_json::Value) -> String {
+    cut(&v.to_string(), 128).into_owned()
+}
+
 impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {

@@ -410,6 +410,29 @@ impl CniResult {
     }
 }
 
+/// Whether a result with `v4` IPv4 and `v6` IPv6 addresses can be printed in `version`
+/// without losing one: 0.1.0 and 0.2.0 carry one address per family (`ip4`, `ip6`) and need at
+/// least one. Plugins ask this before they change anything: an address reserved and left out
+/// of the result is a leak, and a veth made for a result that cannot be printed is one too.
+pub fn expressible(version: Version, v4: usize, v6: usize) -> Result<(), Error> {
+    if !version.is_legacy() {
+        return Ok(());
+    }
+    if v4 == 0 && v6 == 0 {
+        return Err(Error::incompatible_version(format!(
+            "cniVersion {version}: a result without addresses cannot be expressed in it \
+             (its results carry ip4 and ip6 only); use 0.3.0 or later"
+        )));
+    }
+    if v4 > 1 || v6 > 1 {
+        return Err(Error::incompatible_version(format!(
+            "cniVersion {version} carries one address per family and this configuration yields \
+             {v4} IPv4 and {v6} IPv6 addresses; use 0.3.0 or later"
+        )));
+    }
+    Ok(())
+}
+
 fn interface_json(i: &Interface, version: Version) -> Value {
     let v11 = version >= Version::V1_1_0;
     let mut m = Map::new();

@@ -189,13 +189,7 @@ fn is_empty_list(v: &Value) -> bool {
 /// 0.1.0 and 0.2.0 results carry one address per family.
 fn check_family_limit(ips: &[IpConfig], version: Version) -> Result<(), Error> {
     let v4 = ips.iter().filter(|ip| ip.address.is_ipv4()).count();
-    if version.is_legacy() && (v4 > 1 || ips.len() - v4 > 1) {
-        return Err(Error::incompatible_version(format!(
-            "cniVersion {version} does not support more than 1 address per family ({} given); use 0.3.0 or later",
-            ips.len()
-        )));
-    }
-    Ok(())
+    cni::result::expressible(version, v4, ips.len() - v4)
 }
 
 /// CHECK: every address this configuration yields is in the prevResult, with its gateway.

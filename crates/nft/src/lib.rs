@@ -116,10 +116,59 @@ impl Default for Nft {
     }
 }
 
+/// Where `nft` is looked for after `PATH`: a runtime may call the plugin with a `PATH` that
+/// lacks the sbin directories, and a DEL that could not find nft would leak the rules.
+const FALLBACK_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// How often a list-then-apply is redone when a concurrent caller deleted a handle it planned
+/// to delete (nft answers "No such file or directory" and applies nothing).
+const RACE_ATTEMPTS: usize = 5;
+
 impl Nft {
-    /// `nft`, resolved through `PATH` when it runs.
+    /// `nft`, found in `PATH`, else in /usr/sbin, /sbin, /usr/bin, /bin: the one place the
+    /// suite resolves it. Not found, it stays `nft` and every call is [`Error::Spawn`].
     pub fn new() -> Nft {
-        Nft::with_program("nft")
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path)
+            .filter(|d| d.is_absolute())
+            .chain(FALLBACK_DIRS.iter().map(PathBuf::from))
+            .map(|d| d.join("nft"))
+            .find(|p| is_executable_file(p));
+        Nft::with_program(found.unwrap_or_else(|| PathBuf::from("nft")))
+    }
+
+    /// Whether the program is an executable file (what [`Nft::new`] found).
+    pub fn is_available(&self) -> bool {
+        is_executable_file(&self.program)
+    }
+
+    /// The program that runs.
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
+    /// Lists, plans and applies, again from a fresh listing when the transaction failed because
+    /// an object it deletes by handle was deleted meanwhile by a concurrent caller (a DEL and a
+    /// GC of the same attachment): `plan` returns the script, `None` when nothing is to be done.
+    pub(crate) fn list_plan_apply(
+        &self,
+        purpose: &str,
+        mut plan: impl FnMut(&Nft) -> Result<Option<String>, Error>,
+    ) -> Result<(), Error> {
+        let mut attempt = 1;
+        loop {
+            let Some(script) = plan(self)? else {
+                return Ok(());
+            };
+            match self.apply_as(&script, purpose) {
+                Err(Error::Failed { stderr, .. })
+                    if attempt < RACE_ATTEMPTS && stderr.contains("No such file or directory") =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A specific `nft` binary (e.g. `/usr/sbin/nft`).
@@ -211,6 +260,11 @@ impl Nft {
         }
         Ok(out)
     }
+}
+
+fn is_executable_file(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn with_status(stderr: String, status: &std::process::ExitStatus) -> String {

@@ -209,30 +209,29 @@ pub fn setup(
 ) -> Result<(), Error> {
     // Refuse bad input before running anything.
     setup_script(addresses, network, ifname, container_id, &[])?;
-    let stale: Vec<u64> = find(nft, &hash_for_instance(network, ifname, container_id))?
-        .into_iter()
-        .map(|r| r.handle)
-        .collect();
-    let script = setup_script(addresses, network, ifname, container_id, &stale)?;
-    nft.apply_as(
-        &script,
-        &format!("masquerade setup for {container_id}/{ifname} on network {network}"),
-    )
+    let purpose = format!("masquerade setup for {container_id}/{ifname} on network {network}");
+    nft.list_plan_apply(&purpose, |nft| {
+        let stale: Vec<u64> = find(nft, &hash_for_instance(network, ifname, container_id))?
+            .into_iter()
+            .map(|r| r.handle)
+            .collect();
+        setup_script(addresses, network, ifname, container_id, &stale).map(Some)
+    })
 }
 
 /// Idempotent: deletes every rule of this instance; missing table/chain is
 /// `Ok`.
 pub fn teardown(nft: &Nft, network: &str, ifname: &str, container_id: &str) -> Result<(), Error> {
-    let found = find(nft, &hash_for_instance(network, ifname, container_id))?;
-    if found.is_empty() {
-        return Ok(());
-    }
-    let mut s = String::new();
-    delete_lines(&mut s, found.iter().map(|r| r.handle));
-    nft.apply_as(
-        &s,
-        &format!("masquerade teardown for {container_id}/{ifname} on network {network}"),
-    )
+    let purpose = format!("masquerade teardown for {container_id}/{ifname} on network {network}");
+    nft.list_plan_apply(&purpose, |nft| {
+        let found = find(nft, &hash_for_instance(network, ifname, container_id))?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut s = String::new();
+        delete_lines(&mut s, found.iter().map(|r| r.handle));
+        Ok(Some(s))
+    })
 }
 
 /// The handles of the rules in `found` that belong to none of `valid`
@@ -253,15 +252,19 @@ fn invalid_handles(found: &[Rule], network: &str, valid: &[(String, String)]) ->
 /// `valid` `(container_id, ifname)` pairs; returns how many it deleted.
 /// Missing table is `Ok(0)`.
 pub fn gc(nft: &Nft, network: &str, valid: &[(String, String)]) -> Result<usize, Error> {
-    let found = rules(nft, network)?;
-    let doomed = invalid_handles(&found, network, valid);
-    if doomed.is_empty() {
-        return Ok(0);
-    }
-    let mut s = String::new();
-    delete_lines(&mut s, doomed.iter().copied());
-    nft.apply_as(&s, &format!("masquerade GC of network {network}"))?;
-    Ok(doomed.len())
+    let mut deleted = 0;
+    nft.list_plan_apply(&format!("masquerade GC of network {network}"), |nft| {
+        let found = rules(nft, network)?;
+        let doomed = invalid_handles(&found, network, valid);
+        deleted = doomed.len();
+        if doomed.is_empty() {
+            return Ok(None);
+        }
+        let mut s = String::new();
+        delete_lines(&mut s, doomed.iter().copied());
+        Ok(Some(s))
+    })?;
+    Ok(deleted)
 }
 
 /// The rules of `network` in `masq_checks` (by [`hash_for_network`] prefix),

@@ -52,6 +52,21 @@ fn rule_comment(ref_id: &str) -> String {
     format!("{COMMENT_PREFIX}{ref_id}")
 }
 
+/// The comment of the rule inside `cni-br-iface-<ref_id>`: the reference's, plus the network
+/// that made the chains (`net=<hash_for_network>`), so that a GC of one network never judges
+/// another network's chains. The reference finds its objects by the `PREROUTING` rule's
+/// comment and the chain names, both unchanged, so either plugin still removes the other's.
+fn tagged_comment(ref_id: &str, network: &str) -> String {
+    format!(
+        "{} {NETWORK_TAG}{}",
+        rule_comment(ref_id),
+        crate::masquerade::hash_for_network(network)
+    )
+}
+
+/// What precedes the network's hash in [`tagged_comment`].
+const NETWORK_TAG: &str = "net=";
+
 /// A MAC address as nft writes it: six pairs of lowercase hex digits.
 fn normalized_mac(mac: &str) -> Result<String, Error> {
     let groups: Vec<&str> = mac.split(':').collect();
@@ -75,12 +90,14 @@ pub(crate) fn setup_script(
     host_if: &str,
     mac: &str,
     ref_id: &str,
+    network: &str,
     stale: &[u64],
 ) -> Result<String, Error> {
     check_name_part(ref_id, "spoof-check ref_id")?;
     let host_if = quoted_ifname(host_if, "host interface name")?;
     let mac = normalized_mac(mac)?;
     let comment = quoted(&rule_comment(ref_id), "spoof-check comment")?;
+    let tagged = quoted(&tagged_comment(ref_id, network), "spoof-check comment")?;
     let iface = iface_chain(ref_id);
     let macc = mac_chain(ref_id);
     let t = FAMILY_TABLE;
@@ -100,7 +117,7 @@ pub(crate) fn setup_script(
         "add rule {t} {BASE_CHAIN} iifname {host_if} jump {iface} comment {comment}\n"
     ));
     s.push_str(&format!(
-        "add rule {t} {iface} jump {macc} comment {comment}\n"
+        "add rule {t} {iface} jump {macc} comment {tagged}\n"
     ));
     s.push_str(&format!(
         "add rule {t} {macc} ether saddr {mac} return comment {comment}\n"
@@ -157,16 +174,23 @@ pub(crate) fn teardown_script(doc: &Value, ref_id: &str, what: &str) -> Result<S
 /// container interface's address (`aa:bb:cc:dd:ee:ff`, written lowercase).
 /// Values that cannot be written safely into the script (see the crate
 /// doc's "Quoting") are refused with [`Error::Invalid`] before nft runs.
-pub fn setup(nft: &Nft, host_if: &str, mac: &str, ref_id: &str) -> Result<(), Error> {
+pub fn setup(
+    nft: &Nft,
+    host_if: &str,
+    mac: &str,
+    ref_id: &str,
+    network: &str,
+) -> Result<(), Error> {
     // Refuse bad input before running anything.
-    setup_script(host_if, mac, ref_id, &[])?;
+    setup_script(host_if, mac, ref_id, network, &[])?;
     let what = "the spoof-check PREROUTING chain";
-    let stale = match nft.list_json(&["chain", "bridge", "nat", BASE_CHAIN])? {
-        None => Vec::new(),
-        Some(doc) => base_rule_handles(&doc, ref_id, what)?,
-    };
-    let script = setup_script(host_if, mac, ref_id, &stale)?;
-    nft.apply_as(&script, &format!("spoof-check setup for {ref_id}"))
+    nft.list_plan_apply(&format!("spoof-check setup for {ref_id}"), |nft| {
+        let stale = match nft.list_json(&["chain", "bridge", "nat", BASE_CHAIN])? {
+            None => Vec::new(),
+            Some(doc) => base_rule_handles(&doc, ref_id, what)?,
+        };
+        setup_script(host_if, mac, ref_id, network, &stale).map(Some)
+    })
 }
 
 /// Idempotent: removes the `PREROUTING` rule(s) with this comment (by handle)
@@ -176,14 +200,13 @@ pub fn setup(nft: &Nft, host_if: &str, mac: &str, ref_id: &str) -> Result<(), Er
 /// too, with [`Error::Invalid`].
 pub fn teardown(nft: &Nft, ref_id: &str) -> Result<(), Error> {
     check_name_part(ref_id, "spoof-check ref_id")?;
-    let Some(doc) = nft.list_json(&["table", "bridge", "nat"])? else {
-        return Ok(());
-    };
-    let script = teardown_script(&doc, ref_id, "table bridge nat")?;
-    if script.is_empty() {
-        return Ok(());
-    }
-    nft.apply_as(&script, &format!("spoof-check teardown for {ref_id}"))
+    nft.list_plan_apply(&format!("spoof-check teardown for {ref_id}"), |nft| {
+        let Some(doc) = nft.list_json(&["table", "bridge", "nat"])? else {
+            return Ok(None);
+        };
+        let script = teardown_script(&doc, ref_id, "table bridge nat")?;
+        Ok(Some(script).filter(|s| !s.is_empty()))
+    })
 }
 
 /// One spoof-check attachment found in `bridge nat`.
@@ -194,6 +217,19 @@ pub struct Attachment {
     /// The interface matched by the `PREROUTING` rule that jumps to the
     /// attachment's chain; `None` when there is no such rule.
     pub host_if: Option<String>,
+    /// The [`masquerade::hash_for_network`](crate::masquerade::hash_for_network) of the network
+    /// that made the chains; `None` for chains without the tag (the reference's, or this
+    /// suite's before it tagged them).
+    pub network_hash: Option<String>,
+}
+
+impl Attachment {
+    /// Whether a GC of `network` may judge these chains: its own, or untagged ones.
+    pub fn may_belong_to(&self, network: &str) -> bool {
+        self.network_hash
+            .as_deref()
+            .is_none_or(|h| h == crate::masquerade::hash_for_network(network))
+    }
 }
 
 /// The attachments in a listing of the whole `bridge nat` table, by `ref_id`.
@@ -216,9 +252,16 @@ pub(crate) fn attachments(doc: &Value, what: &str) -> Result<Vec<Attachment>, Er
             .filter(|r| r.chain == BASE_CHAIN && jump_target(r.expr) == Some(name))
             .find_map(|r| crate::iifname(r.expr))
             .map(str::to_string);
+        let network_hash = all
+            .iter()
+            .filter(|r| r.chain == *name)
+            .filter_map(|r| r.comment?.split_once(&format!(" {NETWORK_TAG}")))
+            .map(|(_, hash)| hash.to_string())
+            .next();
         found.push(Attachment {
             ref_id: name[CHAIN_PREFIX.len()..].to_string(),
             host_if,
+            network_hash,
         });
     }
     Ok(found)
@@ -251,25 +294,47 @@ mod tests {
 
     #[test]
     fn setup_script_matches_the_reference_layout() {
-        let s = setup_script("veth123", "02:11:22:33:44:55", "abc-eth0", &[]).unwrap();
+        let s = setup_script("veth123", "02:11:22:33:44:55", "abc-eth0", "n", &[]).unwrap();
+        let net = crate::masquerade::hash_for_network("n");
         assert_eq!(
             s,
-            "add table bridge nat\n\
-             add chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }\n\
+            format!(
+                "add table bridge nat\n\
+             add chain bridge nat PREROUTING {{ type filter hook prerouting priority -300; policy accept; }}\n\
              add chain bridge nat cni-br-iface-abc-eth0\n\
              add chain bridge nat cni-br-iface-abc-eth0-mac\n\
              flush chain bridge nat cni-br-iface-abc-eth0\n\
              flush chain bridge nat cni-br-iface-abc-eth0-mac\n\
              add rule bridge nat PREROUTING iifname \"veth123\" jump cni-br-iface-abc-eth0 comment \"macspoofchk-abc-eth0\"\n\
-             add rule bridge nat cni-br-iface-abc-eth0 jump cni-br-iface-abc-eth0-mac comment \"macspoofchk-abc-eth0\"\n\
+             add rule bridge nat cni-br-iface-abc-eth0 jump cni-br-iface-abc-eth0-mac comment \"macspoofchk-abc-eth0 net={net}\"\n\
              add rule bridge nat cni-br-iface-abc-eth0-mac ether saddr 02:11:22:33:44:55 return comment \"macspoofchk-abc-eth0\"\n\
              add rule bridge nat cni-br-iface-abc-eth0-mac drop comment \"macspoofchk-abc-eth0\"\n"
+            )
         );
     }
 
     #[test]
+    fn attachments_carry_the_network_tag_of_their_chains() {
+        let tagged = TABLE.replace(
+            r#""handle": 5, "comment": "macspoofchk-abc-eth0""#,
+            &format!(
+                r#""handle": 5, "comment": "macspoofchk-abc-eth0 net={}""#,
+                crate::masquerade::hash_for_network("blue")
+            ),
+        );
+        let doc: Value = serde_json::from_str(&tagged).unwrap();
+        let found = attachments(&doc, "t").unwrap();
+        assert_eq!(
+            found[0].network_hash.as_deref(),
+            Some(crate::masquerade::hash_for_network("blue").as_str())
+        );
+        assert!(found[0].may_belong_to("blue") && !found[0].may_belong_to("red"));
+        assert!(found[1].network_hash.is_none() && found[1].may_belong_to("red"));
+    }
+
+    #[test]
     fn setup_script_deletes_stale_jump_rules_before_adding_the_new_one() {
-        let s = setup_script("veth123", "02:AA:22:33:44:55", "abc-eth0", &[4, 17]).unwrap();
+        let s = setup_script("veth123", "02:AA:22:33:44:55", "abc-eth0", "n", &[4, 17]).unwrap();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[6], "delete rule bridge nat PREROUTING handle 4");
         assert_eq!(lines[7], "delete rule bridge nat PREROUTING handle 17");
@@ -291,7 +356,7 @@ mod tests {
             ("veth1", "02:11:22:33:44:5g", "abc-eth0"),
             ("veth1", "02:11:22:33:44:55\"", "abc-eth0"),
         ] {
-            let e = setup_script(host_if, mac, id, &[]).unwrap_err();
+            let e = setup_script(host_if, mac, id, "n", &[]).unwrap_err();
             assert!(
                 matches!(e, Error::Invalid { .. }),
                 "{host_if:?} {mac:?} {id:?}: {e:?}"
@@ -340,15 +405,18 @@ mod tests {
             vec![
                 Attachment {
                     ref_id: "abc-eth0".into(),
-                    host_if: Some("veth123".into())
+                    host_if: Some("veth123".into()),
+                    network_hash: None,
                 },
                 Attachment {
                     ref_id: "def-net1".into(),
-                    host_if: Some("veth456".into())
+                    host_if: Some("veth456".into()),
+                    network_hash: None,
                 },
                 Attachment {
                     ref_id: "ghi-eth0".into(),
-                    host_if: None
+                    host_if: None,
+                    network_hash: None,
                 },
             ]
         );
@@ -364,7 +432,8 @@ mod tests {
             attachments(&doc, "t").unwrap(),
             vec![Attachment {
                 ref_id: "x-eth0-mac".into(),
-                host_if: None
+                host_if: None,
+                network_hash: None,
             }]
         );
     }

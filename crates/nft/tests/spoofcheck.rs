@@ -16,7 +16,7 @@ fn setup_creates_the_table_base_chain_both_chains_and_four_tagged_rules() {
         return;
     };
     let id = spoofcheck::ref_id("abc123", "eth0");
-    spoofcheck::setup(&nft(), "veth123", MAC, &id).unwrap();
+    spoofcheck::setup(&nft(), "veth123", MAC, &id, "testnet").unwrap();
 
     let doc = nft_list(&["table", "bridge", "nat"]).expect("table bridge nat exists");
     assert_eq!(
@@ -72,9 +72,9 @@ fn repeated_setup_leaves_one_jump_rule_and_the_latest_interface_and_mac() {
     };
     let nft = nft();
     let id = spoofcheck::ref_id("abc123", "eth0");
-    spoofcheck::setup(&nft, "veth123", MAC, &id).unwrap();
-    spoofcheck::setup(&nft, "veth123", MAC, &id).unwrap();
-    spoofcheck::setup(&nft, "veth999", "02:AA:BB:CC:DD:EE", &id).unwrap();
+    spoofcheck::setup(&nft, "veth123", MAC, &id, "testnet").unwrap();
+    spoofcheck::setup(&nft, "veth123", MAC, &id, "testnet").unwrap();
+    spoofcheck::setup(&nft, "veth999", "02:AA:BB:CC:DD:EE", &id, "testnet").unwrap();
 
     let doc = nft_list(&["table", "bridge", "nat"]).unwrap();
     let pre = rules_of(&doc, "PREROUTING");
@@ -94,8 +94,8 @@ fn teardown_removes_the_chains_and_jump_rule_and_a_second_teardown_is_ok() {
     let nft = nft();
     let gone = spoofcheck::ref_id("abc123", "eth0");
     let kept = spoofcheck::ref_id("def456", "net1");
-    spoofcheck::setup(&nft, "veth123", MAC, &gone).unwrap();
-    spoofcheck::setup(&nft, "veth456", "02:11:22:33:44:66", &kept).unwrap();
+    spoofcheck::setup(&nft, "veth123", MAC, &gone, "testnet").unwrap();
+    spoofcheck::setup(&nft, "veth456", "02:11:22:33:44:66", &kept, "testnet").unwrap();
 
     spoofcheck::teardown(&nft, &gone).unwrap();
     let doc = nft_list(&["table", "bridge", "nat"]).unwrap();
@@ -141,8 +141,8 @@ fn list_returns_ref_ids_and_host_interfaces() {
         return;
     };
     let nft = nft();
-    spoofcheck::setup(&nft, "veth456", MAC, "def456-net1").unwrap();
-    spoofcheck::setup(&nft, "veth123", MAC, "abc123-eth0").unwrap();
+    spoofcheck::setup(&nft, "veth456", MAC, "def456-net1", "testnet").unwrap();
+    spoofcheck::setup(&nft, "veth123", MAC, "abc123-eth0", "testnet").unwrap();
     // An attachment chain whose jump rule is gone.
     nft.apply("add chain bridge nat cni-br-iface-ghi789-eth0\n")
         .unwrap();
@@ -179,7 +179,7 @@ fn ref_ids_with_dots_underscores_and_digits_work_as_chain_names() {
     };
     let nft = nft();
     let id = spoofcheck::ref_id("0c.8f_9a-B", "eth0.100");
-    spoofcheck::setup(&nft, "veth-a.b_c", MAC, &id).unwrap();
+    spoofcheck::setup(&nft, "veth-a.b_c", MAC, &id, "testnet").unwrap();
     assert_eq!(
         spoofcheck::list(&nft).unwrap(),
         vec![Attachment {
@@ -216,9 +216,9 @@ fn unsafe_input_is_refused_before_nft_runs() {
         return;
     };
     let nft = nft();
-    let e = spoofcheck::setup(&nft, "veth\"1", MAC, "abc-eth0").unwrap_err();
+    let e = spoofcheck::setup(&nft, "veth\"1", MAC, "abc-eth0", "testnet").unwrap_err();
     assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
-    let e = spoofcheck::setup(&nft, "veth1", MAC, "abc eth0").unwrap_err();
+    let e = spoofcheck::setup(&nft, "veth1", MAC, "abc eth0", "testnet").unwrap_err();
     assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
     assert!(nft_list(&["table", "bridge", "nat"]).is_none());
 }
@@ -269,7 +269,7 @@ fn nft_acts_in_the_network_namespace_of_the_calling_thread() {
         return;
     };
     let nft = nft();
-    spoofcheck::setup(&nft, "veth123", MAC, "abc123-eth0").unwrap();
+    spoofcheck::setup(&nft, "veth123", MAC, "abc123-eth0", "testnet").unwrap();
     // Another thread, in another fresh namespace, sees nothing of it.
     let other = std::thread::spawn(|| {
         let _ns2 = TestNetns::enter().unwrap();

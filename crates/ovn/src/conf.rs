@@ -313,18 +313,7 @@ impl OvnConf {
             .ovsdb
             .or(node.ovsdb)
             .unwrap_or_else(|| DEFAULT_OVSDB.to_string());
-        for (key, v) in [("nbdb", &nbdb), ("ovsdb", &ovsdb)] {
-            let ok = v.split(',').all(|e| {
-                let e = e.trim();
-                e.strip_prefix("unix:").is_some_and(|p| !p.is_empty())
-                    || e.strip_prefix("tcp:").is_some_and(|p| p.contains(':'))
-            });
-            if !ok {
-                return Err(Error::invalid_config(format!(
-                    "{key}: {v:?} is not a list of unix:PATH or tcp:IP:PORT endpoints"
-                )));
-            }
-        }
+        check_endpoints(&nbdb, &ovsdb)?;
         let mac = requested_mac(call)?;
         let claim = match call.conf.args_cni("ipam-claim-reference") {
             None | Some(Value::Null) => None,
@@ -355,6 +344,86 @@ impl OvnConf {
         })
     }
 
+    /// What DEL and GC read: the configuration as ADD reads it when it is valid; otherwise only
+    /// what finds what an attachment left (the network's name and topology, the NAD name, the
+    /// databases, the persistent key), with defaults for the rest, and the fault logged. A fault
+    /// only ADD cares about (a bad MAC, `mtu`, `subnets`, `role`, a refused key) must not fail
+    /// the teardown and strand the pod; what cannot be read in the node's own settings still
+    /// fails it, since then nothing can be found.
+    pub fn for_teardown(call: &Call, default_topology: Option<Topology>) -> Result<OvnConf, Error> {
+        let e = match OvnConf::from_call(call, default_topology) {
+            Ok(conf) => return Ok(conf),
+            Err(e) => e,
+        };
+        cni::log_warn!(
+            "{}: {} (only ADD needs that: tearing down with what can be read)",
+            call.env.command.as_str(),
+            e.msg
+        );
+        // Key by key: one key of a wrong type must not hide the others.
+        let obj = &call.conf.raw;
+        let get = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let raw = Raw {
+            topology: get("topology"),
+            net_attach_def_name: get("netAttachDefName"),
+            node_config: get("nodeConfig"),
+            nbdb: get("nbdb"),
+            ovsdb: get("ovsdb"),
+            physical_network_name: get("physicalNetworkName"),
+            allow_persistent_ips: obj.get("allowPersistentIPs") == Some(&Value::Bool(true)),
+            ..Raw::default()
+        };
+        let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let topology = match raw.topology.as_deref() {
+            Some("layer2") => Topology::Layer2,
+            Some("localnet") => Topology::Localnet,
+            _ => default_topology.unwrap_or(Topology::Layer2),
+        };
+        let network = call.conf.name.clone();
+        let nad = text(raw.net_attach_def_name)
+            .filter(|n| {
+                n.split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            })
+            .unwrap_or_else(|| format!("default/{network}"));
+        let node = read_node_file(raw.node_config.as_deref())?;
+        let nbdb = text(raw.nbdb)
+            .or(node.nbdb)
+            .unwrap_or_else(|| DEFAULT_NBDB.to_string());
+        let ovsdb = text(raw.ovsdb)
+            .or(node.ovsdb)
+            .unwrap_or_else(|| DEFAULT_OVSDB.to_string());
+        check_endpoints(&nbdb, &ovsdb)?;
+        let physical_network = text(raw.physical_network_name).unwrap_or_else(|| network.clone());
+        Ok(OvnConf {
+            network,
+            nad,
+            topology,
+            subnets: Vec::new(),
+            exclude: Vec::new(),
+            mtu: LAYER2_MTU,
+            allow_persistent_ips: raw.allow_persistent_ips,
+            vlan: None,
+            physical_network,
+            physical_network_explicit: false,
+            nbdb,
+            ovsdb,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            mac: requested_mac(call).ok().flatten(),
+            claim: match call.conf.args_cni("ipam-claim-reference") {
+                Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', ' ']) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            },
+        })
+    }
+
     /// The persistent identity of the attachment, when the network keeps IPs: the claim, else
     /// the requested MAC (KubeMacPool gives a VM the same MAC for its whole life).
     pub fn persistent_key(&self) -> Option<String> {
@@ -366,6 +435,22 @@ impl OvnConf {
                 .map(|m| format!("mac-{}", m.to_string().replace(':', "")))
         })
     }
+}
+
+fn check_endpoints(nbdb: &str, ovsdb: &str) -> Result<(), Error> {
+    for (key, v) in [("nbdb", nbdb), ("ovsdb", ovsdb)] {
+        let ok = v.split(',').all(|e| {
+            let e = e.trim();
+            e.strip_prefix("unix:").is_some_and(|p| !p.is_empty())
+                || e.strip_prefix("tcp:").is_some_and(|p| p.contains(':'))
+        });
+        if !ok {
+            return Err(Error::invalid_config(format!(
+                "{key}: {v:?} is not a list of unix:PATH or tcp:IP:PORT endpoints"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn read_node_file(explicit: Option<&str>) -> Result<NodeFile, Error> {

@@ -11,7 +11,7 @@ use crate::node::Ovs;
 use crate::{names, port};
 
 pub fn del(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {
-    let conf = OvnConf::from_call(call, default_topology)?;
+    let conf = OvnConf::for_teardown(call, default_topology)?;
     let who = Who::from_call(call);
     let mut errors = Vec::new();
     let mut chassis = None;

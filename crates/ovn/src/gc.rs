@@ -14,7 +14,7 @@ use crate::node::Ovs;
 use crate::{names, port};
 
 pub fn gc(call: &Call, default_topology: Option<Topology>) -> Result<(), Error> {
-    let conf = OvnConf::from_call(call, default_topology)?;
+    let conf = OvnConf::for_teardown(call, default_topology)?;
     let valid: HashSet<(String, String)> = call
         .conf
         .valid_attachments

@@ -112,6 +112,15 @@ fn reserve_all(
 
 fn add(call: &Call) -> Result<CniResult, Error> {
     let conf = conf::parse(&call.conf, &call.env.args)?;
+    // Decided before the store is touched: at 0.2.0 a second IPv4 range would be reserved and
+    // left out of the result.
+    let families = conf
+        .ranges
+        .iter()
+        .map(IpRange::is_v4)
+        .chain(conf.addresses.iter().map(|a| a.address.is_ipv4()));
+    let v4 = families.clone().filter(|&is_v4| is_v4).count();
+    cni::result::expressible(call.conf.version, v4, families.count() - v4)?;
     let store = open_store(&conf)?;
     let mut ips = reserve_all(store.as_ref(), &conf, &owner(call))?;
     ips.extend(conf.addresses.iter().cloned());
