@@ -46,3 +46,18 @@ pub fn require_root() {
         "conformance tests need root (they create network namespaces); run them as root"
     );
 }
+
+/// Polls `cond` until it holds, at most `within`; panics naming `what` when it never does. The
+/// one way tests wait for a condition (no sleep stands in for one).
+pub fn wait_until(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = std::time::Duration::from_millis(2);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}

@@ -161,6 +161,52 @@ fn a_trunk_port_carries_its_ids_and_ranges_tagged() {
 
 #[test]
 #[ignore = "kernel lane: needs bridge VLAN filtering; run by `make test-kernel`"]
+fn vlan_with_a_trunk_is_the_trunks_native_vlan() {
+    let lab = Lab::new();
+    let (a, b, t) = (
+        Netns::new("kl-na"),
+        Netns::new("kl-nb"),
+        Netns::new("kl-nt"),
+    );
+    // The trunk's range holds its native VLAN: it must stay PVID and untagged.
+    let trunk = conf(
+        json!({"vlan": 100, "vlanTrunk": [{"minID": 99, "maxID": 101}, {"id": 200}],
+        "preserveDefaultVlan": false,
+        "ipam": {"type": "static", "addresses": [{"address": "10.102.0.2/24"}]}}),
+    );
+    let port = host_veth(&lab.add("t", &t, &trunk));
+    assert_eq!(
+        lab.port_vlans(&port),
+        [
+            (99, false, false),
+            (100, true, true),
+            (101, false, false),
+            (200, false, false)
+        ]
+    );
+    // Untagged frames of the trunk are VLAN 100's; tagged 200 reaches VLAN 200.
+    let on = |vlan: u16, ip: &str| {
+        conf(json!({"vlan": vlan, "ipam": {"type": "static", "addresses": [{"address": ip}]}}))
+    };
+    assert!(lab.add("a", &a, &on(100, "10.102.0.3/24")).ok());
+    assert!(lab.add("b", &b, &on(200, "10.102.1.3/24")).ok());
+    t.run_ok(&[
+        "ip", "link", "add", "link", "net1", "name", "net1.200", "type", "vlan", "id", "200",
+    ]);
+    t.run_ok(&["ip", "addr", "add", "10.102.1.2/24", "dev", "net1.200"]);
+    t.run_ok(&["ip", "link", "set", "net1.200", "up"]);
+    assert!(
+        pings(&t, "10.102.0.3"),
+        "untagged on the trunk is the native VLAN 100"
+    );
+    assert!(
+        pings(&t, "10.102.1.3"),
+        "tagged 200 on the trunk is VLAN 200"
+    );
+}
+
+#[test]
+#[ignore = "kernel lane: needs bridge VLAN filtering; run by `make test-kernel`"]
 fn vlan_with_is_gateway_puts_the_gateway_on_bridge_dot_vlan() {
     let lab = Lab::new();
     let a = Netns::new("kl-g");
@@ -200,7 +246,10 @@ fn containers_on_different_vlans_of_one_bridge_do_not_reach_each_other() {
     assert!(lab.add("a", &a, &on(100, "10.101.0.2/24")).ok());
     assert!(lab.add("b", &b, &on(100, "10.101.0.3/24")).ok());
     assert!(lab.add("c", &c, &on(200, "10.101.0.4/24")).ok());
+    let d = Netns::new("kl-v4");
+    assert!(lab.add("d", &d, &on(200, "10.101.0.5/24")).ok());
     assert!(pings(&a, "10.101.0.3"), "same VLAN talks");
+    assert!(pings(&c, "10.101.0.5"), "same VLAN talks");
     assert!(!pings(&a, "10.101.0.4"), "VLAN 100 must not reach VLAN 200");
     assert!(!pings(&c, "10.101.0.3"), "VLAN 200 must not reach VLAN 100");
 }

@@ -88,7 +88,15 @@ fn tcp_transfer(from: &Vm, to: &Vm, addr: &str, bytes: usize) -> usize {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    conformance_tests::wait_until(
+        "the server listens on port 7000",
+        Duration::from_secs(10),
+        || {
+            to.ns
+                .run_ok(&["ss", "-Hltn", "sport = :7000"])
+                .contains("7000")
+        },
+    );
     let client = format!(
         "import socket\n\
          s=socket.create_connection(('{addr}',7000),timeout=10)\n\
@@ -390,7 +398,28 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The move starts once 100 replies came back through the source (read as they arrive).
+    let mut pinger = pinger;
+    let stdout = pinger.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received_seqs(&text).len() < 100 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => text.push_str(&(line + "\n")),
+            Err(_) => panic!("100 replies before the move: {text}{}", lab.diagnose()),
+        }
+    }
     src.ns.run_ok(&["ip", "link", "set", "net1", "down"]);
     conformance_tests::ovn::send_rarp(&dst.ns, "net1", &mac);
     step(
@@ -401,8 +430,9 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
         &pod_args("ns1", "virt-launcher-a-src"),
         &c,
     );
-    let out = pinger.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    pinger.wait().unwrap();
+    reader.join().unwrap();
+    text.extend(lines_rx.try_iter().map(|l| l + "\n"));
     let seqs = received_seqs(&text);
     let Some(&last) = seqs.last() else {
         panic!("no reply at all during the migration: {}", lab.diagnose());
@@ -415,7 +445,13 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
         "live migration outage: {} lost requests (~{outage_ms} ms)",
         max_gap - 1
     );
-    assert!(outage_ms < 2000, "outage of {outage_ms} ms: {text}");
+    // What README and docs/ovn-overlay.md claim for this test: at most 5 requests lost in a
+    // row (make bench measures the outage itself).
+    assert!(
+        max_gap - 1 <= 5,
+        "{} requests lost in a row (~{outage_ms} ms): {text}",
+        max_gap - 1
+    );
     let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
     assert_eq!(opts["requested-chassis"], lab.nodes[2].chassis);
     assert!(!opts.contains_key("activation-strategy"));
@@ -436,7 +472,8 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     let plugins = plugins();
     let c = conf(json!({}));
     let (a, b) = (Vm::new("sa"), Vm::new("sb"));
-    step(&plugins, &lab.nodes[0], "ADD", &a, "", &c);
+    let ra = step(&plugins, &lab.nodes[0], "ADD", &a, "", &c);
+    let own_mac = ra["interfaces"][1]["mac"].as_str().unwrap().to_string();
     let rb = step(&plugins, &lab.nodes[1], "ADD", &b, "", &c);
     let target = addr_of(&rb);
     assert!(a.reaches(&target), "{}", lab.diagnose());
@@ -454,6 +491,14 @@ fn port_security_drops_a_forged_mac_and_a_forged_ip() {
     a.ns.run_ok(&["ip", "link", "set", "net1", "address", "0a:58:0a:c8:00:99"]);
     a.ns.run(&["ip", "neigh", "flush", "all"]);
     assert!(!a.pings(&target), "a forged source MAC got through");
+    // The same path with the port's own MAC again: it passes (the drop was the forgery).
+    a.ns.run_ok(&["ip", "link", "set", "net1", "address", &own_mac]);
+    a.ns.run(&["ip", "neigh", "flush", "all"]);
+    assert!(
+        a.reaches(&target),
+        "the port's own MAC stopped working: {}",
+        lab.diagnose()
+    );
     step(&plugins, &lab.nodes[0], "DEL", &a, "", &c);
     step(&plugins, &lab.nodes[1], "DEL", &b, "", &c);
 }
@@ -515,7 +560,10 @@ fn without_ovn_controller_add_fails_with_11_in_bounded_time_and_leaves_nothing()
         .arg(pid.trim())
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let proc_dir = format!("/proc/{}", pid.trim());
+    conformance_tests::wait_until("ovn-controller exits", Duration::from_secs(10), || {
+        !std::path::Path::new(&proc_dir).exists()
+    });
     let c = conf(json!({"readyTimeout": 1.5}));
     let start = Instant::now();
     let out = call(&plugins, node, "ADD", &vm, "net1", "", &c);
@@ -690,4 +738,80 @@ fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     for vm in &vms[..2] {
         step(&plugins, &lab.nodes[0], "DEL", vm, "", &c);
     }
+}
+
+#[test]
+fn del_and_gc_succeed_where_only_add_would_refuse_the_input_and_still_clean_up() {
+    // Multus' rollback DEL and the runtime's teardown come with the configuration ADD refused:
+    // they must succeed and still remove what an earlier ADD of the attachment made.
+    let lab = OvnLab::start("ovl-delbad", 1);
+    let plugins = plugins();
+    let node = &lab.nodes[0];
+    let good = conf(json!({}));
+    let faults = [
+        json!({"mtu": 10}),
+        json!({"role": "primary"}),
+        json!({"ipam": {"type": "dhcp"}}),
+        json!({"subnets": "not-a-cidr"}),
+        json!({"runtimeConfig": {"mac": "01:00:5e:00:00:01"}}),
+        json!({"readyTimeout": -1}),
+        json!({"netAttachDefName": "noslash"}),
+        json!({"topology": "layer3"}),
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        let vm = Vm::new(&format!("db{i}"));
+        step(&plugins, node, "ADD", &vm, "", &good);
+        assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 1, "{fault}");
+        let bad = conf(fault.clone());
+        let refused = call(
+            &plugins,
+            node,
+            "ADD",
+            &Vm::new("db-again"),
+            "net1",
+            "",
+            &bad,
+        );
+        assert_eq!(
+            refused.error_code(),
+            Some(7),
+            "ADD refuses {fault}: {}",
+            refused.stdout_text()
+        );
+        let del = call(&plugins, node, "DEL", &vm, "net1", "", &bad);
+        assert!(del.ok(), "DEL with {fault}: {}", del.stdout_text());
+        assert!(
+            !vm.ns.has_link("net1"),
+            "{fault}: the container interface is gone"
+        );
+        assert!(
+            !node.vsctl(&["list-ports", "br-int"]).contains("ovn"),
+            "{fault}: the br-int port is gone"
+        );
+        assert_eq!(
+            nb_json(&lab, "Logical_Switch_Port").len(),
+            0,
+            "{fault}: the logical port is released"
+        );
+    }
+    // GC with a faulty configuration removes a stale attachment too.
+    let vm = Vm::new("db-gc");
+    step(&plugins, node, "ADD", &vm, "", &good);
+    let mut gc = conf(json!({"mtu": 10}));
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let vars = CniVars {
+        command: "GC".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let (k, v) = node.plugin_env();
+    let out = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&vars)
+        .env(&k, &v)
+        .stdin_json(&gc)
+        .run();
+    assert!(out.ok(), "GC: {}", out.stdout_text());
+    assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
 }

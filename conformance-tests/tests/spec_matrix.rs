@@ -403,14 +403,28 @@ fn check_with_the_add_result_status_and_gc_succeed() {
             .stdin_json(&f.config(&s, "1.1.0"))
             .run();
         assert!(status.ok(), "{}: STATUS: {status}", s.name);
-        let mut gc_conf = f.config(&s, "1.1.0");
-        gc_conf["cni.dev/valid-attachments"] = json!([]);
+        // GC keeps what the valid attachments hold (CHECK still passes) and removes the rest
+        // (CHECK then fails), except for static, which holds nothing.
         let gc_vars = CniVars {
             path: f.plugins.path().display().to_string(),
             ..CniVars::command("GC")
         };
-        let gc = f.invoke(&s, &gc_vars).stdin_json(&gc_conf).run();
-        assert!(gc.ok(), "{}: GC: {gc}", s.name);
+        for (valid, kept) in [
+            (json!([{"containerID": "c-check", "ifname": "eth0"}]), true),
+            (json!([]), s.name == "static"),
+        ] {
+            let mut gc_conf = f.config(&s, "1.1.0");
+            gc_conf["cni.dev/valid-attachments"] = valid.clone();
+            let gc = f.invoke(&s, &gc_vars).stdin_json(&gc_conf).run();
+            assert!(gc.ok(), "{}: GC {valid}: {gc}", s.name);
+            let check = f.run(&s, "CHECK", "c-check", &conf);
+            assert_eq!(
+                check.ok(),
+                kept,
+                "{}: CHECK after GC with valid attachments {valid}: {check}",
+                s.name
+            );
+        }
         assert!(f.run(&s, "DEL", "c-check", &f.config(&s, "1.1.0")).ok());
     }
 }

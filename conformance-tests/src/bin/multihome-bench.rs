@@ -1195,8 +1195,9 @@ fn migration_outage(lab: &OvnLab) -> String {
             container_id: format!("c-{}", ns.name()),
             netns: ns.path().display().to_string(),
             ifname: "net1".into(),
+            // As Multus passes them, the pod's UID included (it becomes iface-id-ver).
             args: format!(
-                "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{}",
+                "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{0};K8S_POD_UID=uid-{0}",
                 ns.name()
             ),
             path: "/usr/lib/cni".into(),

@@ -281,33 +281,6 @@ impl Netlink {
         )
     }
 
-    /// Creates an 802.1Q device `name` on `parent` with `vid`.
-    pub fn add_vlan(
-        &self,
-        name: &str,
-        parent: u32,
-        vid: u16,
-        mtu: Option<u32>,
-    ) -> Result<(), Error> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::Link(parent));
-        if let Some(m) = mtu {
-            msg.attributes.push(LinkAttribute::Mtu(m));
-        }
-        let msg = with_info(
-            msg,
-            InfoKind::Vlan,
-            Some(InfoData::Vlan(vec![InfoVlan::Id(vid)])),
-        );
-        let op = format!("create VLAN device {name} (VLAN {vid})");
-        self.change(
-            &op,
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
     /// Applies `change` to the link `index` in one request.
     pub fn set_link(&self, index: u32, name: &str, change: &LinkChange) -> Result<(), Error> {
         let mut msg = LinkMessage::default();

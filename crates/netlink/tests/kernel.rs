@@ -252,12 +252,36 @@ fn sysctls_follow_the_namespace_of_the_thread() {
 }
 
 #[test]
-fn this_kernel_refuses_vlan_filtering_atomically_or_accepts_it() {
+fn vlan_filtering_is_accepted_exactly_where_iproute2_gets_it_and_a_refusal_leaves_nothing() {
     // Bridge VLAN filtering is missing on the development kernel and present on the kernel
-    // lane's: either way a refused creation must leave no bridge behind.
+    // lane's. iproute2, in a namespace of its own, is the oracle of which this kernel is; a
+    // refused creation must leave no bridge behind.
+    let oracle = TestNs::new("vf-oracle");
+    let kernel_has_it = Command::new("ip")
+        .args([
+            "-n",
+            &oracle.name,
+            "link",
+            "add",
+            "br4",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
     let node = TestNs::new("vf");
     let nl = node.nl();
-    match nl.add_bridge("br4", None, true) {
+    let got = nl.add_bridge("br4", None, true);
+    assert_eq!(
+        got.is_ok(),
+        kernel_has_it,
+        "ours: {got:?}, iproute2 got it: {kernel_has_it}"
+    );
+    match got {
         Ok(created) => {
             assert!(created);
             assert_eq!(

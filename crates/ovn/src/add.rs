@@ -337,11 +337,14 @@ impl Add<'_> {
             options.insert("requested-chassis".to_string(), chassis.clone());
             options.remove("activation-strategy");
         }
+        // iface-id-ver names one pod: while two launcher pods hold the port (a live migration),
+        // it would unbind the source the moment the target's ADD wrote its own UID, and the VM
+        // would be cut off until its activation on the target. Bound to both, the port has none.
         match &self.who.pod_uid {
-            Some(uid) => {
+            Some(uid) if !(persistent && !others.is_empty()) => {
                 options.insert("iface-id-ver".to_string(), uid.clone());
             }
-            None => {
+            _ => {
                 options.remove("iface-id-ver");
             }
         }
