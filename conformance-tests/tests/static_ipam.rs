@@ -180,6 +180,20 @@ fn an_invalid_entry_is_code_7_naming_it_through_libcni() {
             .contains("ipam.addresses[1].address"),
         "{e}"
     );
+    // The DEL that follows a refused ADD (Multus' rollback) succeeds: static holds nothing.
+    let del =
+        LibcniClient::new(dir.cni_path(), &node).del(&list, &RuntimeConf::for_netns(ctr.path()));
+    assert!(del.ok(), "{del}");
+    // Two IPv4 addresses at 0.2.0 cannot be carried: refused with 1, before any result.
+    let legacy = conflist(
+        "0.2.0",
+        static_plugin(
+            json!({"addresses": [{"address": "10.66.0.5/24"}, {"address": "10.66.0.6/24"}]}),
+        ),
+    );
+    let out =
+        LibcniClient::new(dir.cni_path(), &node).add(&legacy, &RuntimeConf::for_netns(ctr.path()));
+    assert_eq!(out.json()["code"], 1, "{out}");
 }
 
 /// The same call given to ours and to Debian's reference static prints the same result.

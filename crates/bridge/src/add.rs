@@ -56,7 +56,7 @@ struct Attach<'a> {
     node: Netlink,
     ns: NetNs,
     cont: Netlink,
-    undo: Vec<Undo>,
+    undo: cni::undo::Journal<Undo>,
     /// The bridge and this ADD's host veth, once known (what shared undo compares with).
     bridge_index: Option<u32>,
     own_host_index: Option<u32>,
@@ -99,7 +99,7 @@ pub fn add(call: &Call) -> Result<CniResult, Error> {
         node: node::node_netlink()?,
         ns,
         cont,
-        undo: Vec::new(),
+        undo: cni::undo::Journal::new(),
         bridge_index: None,
         own_host_index: None,
     };
@@ -196,35 +196,24 @@ impl Attach<'_> {
 
     /// Runs the undo steps in reverse; their failures go into the details of `e`.
     fn rollback(&mut self, e: Error) -> Error {
-        let mut failed = Vec::new();
-        while let Some(step) = self.undo.pop() {
-            let r = match step {
-                Undo::Link { index, name } => {
-                    self.node.del_link(index, &name).map(|_| ()).map_err(kernel)
-                }
-                Undo::SpoofCheck(id) => {
-                    nft::spoofcheck::teardown(&nft::Nft::new(), &id).map_err(node::nft)
-                }
-                Undo::Shared(shared) => self.undo_shared(shared),
-                Undo::Ipam => cni::delegate::ipam_forward(self.call, Command::Del),
-                Undo::Masquerade => nft::masquerade::teardown(
-                    &nft::Nft::new(),
-                    &self.conf.network,
-                    &self.call.env.ifname,
-                    &self.call.env.container_id,
-                )
-                .map_err(node::nft),
-            };
-            if let Err(u) = r {
-                failed.push(u.msg);
+        let mut journal = std::mem::take(&mut self.undo);
+        journal.roll_back(e, |step| match step {
+            Undo::Link { index, name } => {
+                self.node.del_link(index, &name).map(|_| ()).map_err(kernel)
             }
-        }
-        if failed.is_empty() {
-            e
-        } else {
-            let details = format!("undo after the failure also failed: {}", failed.join("; "));
-            e.with_details(details)
-        }
+            Undo::SpoofCheck(id) => {
+                nft::spoofcheck::teardown(&nft::Nft::new(), &id).map_err(node::nft)
+            }
+            Undo::Shared(shared) => self.undo_shared(shared),
+            Undo::Ipam => cni::delegate::ipam_forward(self.call, Command::Del),
+            Undo::Masquerade => nft::masquerade::teardown(
+                &nft::Nft::new(),
+                &self.conf.network,
+                &self.call.env.ifname,
+                &self.call.env.container_id,
+            )
+            .map_err(node::nft),
+        })
     }
 
     /// Takes back shared node state this ADD made, unless another attachment of this suite
@@ -232,16 +221,8 @@ impl Attach<'_> {
     /// bridge for its gateway address and VLAN gateway pair, anywhere on the node for the
     /// forwarding sysctls. What is kept is logged.
     fn undo_shared(&self, shared: SharedUndo) -> Result<(), Error> {
-        let own = self.own_host_index;
         let links = self.node.links().map_err(kernel)?;
-        let attachment = |l: &&Link| {
-            Some(l.index) != own && l.alias.as_deref().and_then(node::parse_owner).is_some()
-        };
-        let on_bridge = links
-            .iter()
-            .filter(attachment)
-            .any(|l| l.master == self.bridge_index);
-        let on_node = links.iter().any(|l| attachment(&l));
+        let (on_bridge, on_node) = others_attached(&links, self.own_host_index, self.bridge_index);
         match shared {
             SharedUndo::Address {
                 index,
@@ -614,6 +595,20 @@ impl Attach<'_> {
     }
 }
 
+/// Whether attachments of this suite other than `own` (host veths tagged with their owner) are
+/// on the bridge, and anywhere on the node: what decides if shared state may be taken back.
+fn others_attached(links: &[Link], own: Option<u32>, bridge: Option<u32>) -> (bool, bool) {
+    let others: Vec<&Link> = links
+        .iter()
+        .filter(|l| Some(l.index) != own)
+        .filter(|l| l.alias.as_deref().and_then(node::parse_owner).is_some())
+        .collect();
+    let on_bridge = others
+        .iter()
+        .any(|l| l.master.is_some() && l.master == bridge);
+    (on_bridge, !others.is_empty())
+}
+
 /// Gateways and the default route the configuration asks for; every IP is on interface 2.
 /// isGateway without a gateway from IPAM takes the network's first host, as the reference does,
 /// except where that is the very address IPAM just gave the container: two hosts would answer
@@ -771,6 +766,116 @@ fn vlan_error(e: netlink::Error, conf: &BridgeConf) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bridge_conf(extra: serde_json::Value) -> BridgeConf {
+        let mut c = serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let call = Call {
+            env: cni::env::Env {
+                command: Command::Add,
+                container_id: "c1".into(),
+                netns: None,
+                ifname: "net1".into(),
+                args: cni::args::CniArgs::parse("").unwrap(),
+                path: vec![],
+            },
+            conf: cni::NetConf::parse(c.to_string().as_bytes()).unwrap(),
+        };
+        BridgeConf::from_call(&call).unwrap()
+    }
+
+    fn result(ips: &[(&str, Option<&str>)]) -> CniResult {
+        CniResult {
+            ips: ips
+                .iter()
+                .map(|(a, gw)| cni::IpConfig {
+                    interface: None,
+                    address: a.parse().unwrap(),
+                    gateway: gw.map(|g| g.parse().unwrap()),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn is_gateway_refuses_a_computed_gateway_ipam_gave_the_container() {
+        let conf = bridge_conf(serde_json::json!({"isGateway": true}));
+        for addr in ["10.1.0.1/24", "fd00:1::1/64"] {
+            let e = complete_l3(&conf, &mut result(&[(addr, None)])).unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+            assert!(e.msg.contains("ipam.gateway"), "{}", e.msg);
+        }
+        let mut r = result(&[("10.1.0.2/24", None), ("fd00:1::2/64", None)]);
+        complete_l3(&conf, &mut r).unwrap();
+        let gws: Vec<String> = r
+            .ips
+            .iter()
+            .map(|i| i.gateway.unwrap().to_string())
+            .collect();
+        assert_eq!(gws, ["10.1.0.1", "fd00:1::1"]);
+        assert!(r.ips.iter().all(|i| i.interface == Some(2)));
+        // IPAM's own gateway is kept, even where it is network+1 of another address.
+        let mut r = result(&[("10.1.0.1/24", Some("10.1.0.254"))]);
+        complete_l3(&conf, &mut r).unwrap();
+        assert_eq!(r.ips[0].gateway.unwrap().to_string(), "10.1.0.254");
+        // Without isGateway nothing is computed, so nothing collides.
+        let mut r = result(&[("10.1.0.1/24", None)]);
+        complete_l3(&bridge_conf(serde_json::json!({})), &mut r).unwrap();
+        assert!(r.ips[0].gateway.is_none() && r.routes.is_empty());
+    }
+
+    #[test]
+    fn is_default_gateway_adds_one_default_route_per_family_unless_ipam_gave_one() {
+        let conf = bridge_conf(serde_json::json!({"isDefaultGateway": true}));
+        let mut r = result(&[
+            ("10.1.0.2/24", None),
+            ("10.2.0.2/24", None),
+            ("fd00::2/64", None),
+        ]);
+        complete_l3(&conf, &mut r).unwrap();
+        let routes: Vec<String> = r
+            .routes
+            .iter()
+            .map(|r| format!("{} via {}", r.dst, r.gw.unwrap()))
+            .collect();
+        assert_eq!(routes, ["0.0.0.0/0 via 10.1.0.1", "::/0 via fd00::1"]);
+    }
+
+    fn link(index: u32, master: Option<u32>, alias: Option<&str>) -> Link {
+        Link {
+            index,
+            name: format!("l{index}"),
+            master,
+            alias: alias.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shared_state_is_kept_while_another_attachment_of_the_suite_may_use_it() {
+        let mine = node::owner_alias("n", "c1", "net1");
+        let other = node::owner_alias("m", "c2", "net1");
+        let (bridge, own) = (Some(1), Some(10));
+        // Only this ADD's veth, the uplink and the VLAN gateway port (no owner alias).
+        let alone = [
+            link(1, None, None),
+            link(10, Some(1), Some(&mine)),
+            link(11, Some(1), None),
+            link(12, Some(1), Some("uplink")),
+        ];
+        assert_eq!(others_attached(&alone, own, bridge), (false, false));
+        // Another attachment on the bridge: both kept.
+        let mut shared = alone.to_vec();
+        shared.push(link(20, Some(1), Some(&other)));
+        assert_eq!(others_attached(&shared, own, bridge), (true, true));
+        // Another attachment on another bridge: the forwarding sysctls are kept.
+        let mut elsewhere = alone.to_vec();
+        elsewhere.push(link(30, Some(2), Some(&other)));
+        assert_eq!(others_attached(&elsewhere, own, bridge), (false, true));
+    }
 
     #[test]
     fn the_default_gateway_is_the_first_host_of_the_network() {

@@ -14,6 +14,7 @@ pub mod introspect;
 pub mod log;
 pub mod result;
 pub mod skel;
+pub mod undo;
 pub mod version;
 
 pub use args::CniArgs;

@@ -12,7 +12,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::{Error, Mac, Netlink};
 
 /// What the kernel reports about one link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Link {
     pub index: u32,
     pub name: String,

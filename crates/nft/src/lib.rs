@@ -129,12 +129,7 @@ impl Nft {
     /// suite resolves it. Not found, it stays `nft` and every call is [`Error::Spawn`].
     pub fn new() -> Nft {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let found = std::env::split_paths(&path)
-            .filter(|d| d.is_absolute())
-            .chain(FALLBACK_DIRS.iter().map(PathBuf::from))
-            .map(|d| d.join("nft"))
-            .find(|p| is_executable_file(p));
-        Nft::with_program(found.unwrap_or_else(|| PathBuf::from("nft")))
+        Nft::with_program(resolve(&path, is_executable_file))
     }
 
     /// Whether the program is an executable file (what [`Nft::new`] found).
@@ -260,6 +255,17 @@ impl Nft {
         }
         Ok(out)
     }
+}
+
+/// `nft` in the absolute directories of `path`, then in [`FALLBACK_DIRS`]; plain `nft` when no
+/// candidate `is_executable`.
+fn resolve(path: &std::ffi::OsStr, is_executable: impl Fn(&std::path::Path) -> bool) -> PathBuf {
+    std::env::split_paths(path)
+        .filter(|d| d.is_absolute())
+        .chain(FALLBACK_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join("nft"))
+        .find(|p| is_executable(p))
+        .unwrap_or_else(|| PathBuf::from("nft"))
 }
 
 fn is_executable_file(p: &std::path::Path) -> bool {
@@ -533,9 +539,28 @@ mod tests {
     }
 
     #[test]
-    fn default_runs_nft_from_path() {
-        assert_eq!(Nft::default().program, PathBuf::from("nft"));
-        assert_eq!(Nft::new().program, PathBuf::from("nft"));
+    fn nft_is_found_in_path_then_in_the_sbin_directories_a_runtime_may_leave_out() {
+        let only = |dir: &'static str| move |p: &std::path::Path| p.starts_with(dir);
+        let path = std::ffi::OsStr::new("relative:/opt/x/bin:/usr/bin:/bin");
+        assert_eq!(
+            resolve(path, only("/opt/x")),
+            PathBuf::from("/opt/x/bin/nft")
+        );
+        assert_eq!(
+            resolve(path, only("/usr/sbin")),
+            PathBuf::from("/usr/sbin/nft")
+        );
+        assert_eq!(
+            resolve(std::ffi::OsStr::new(""), only("/sbin")),
+            PathBuf::from("/sbin/nft")
+        );
+        assert_eq!(resolve(path, |_| false), PathBuf::from("nft"));
+        assert_eq!(
+            resolve(path, only("relative")),
+            PathBuf::from("nft"),
+            "relative PATH entries are not used"
+        );
+        assert_eq!(Nft::default().program, Nft::new().program);
     }
 
     const PREROUTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "bridge", "table": "nat", "name": "PREROUTING", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}}, {"rule": {"family": "bridge", "table": "nat", "chain": "PREROUTING", "handle": 4, "comment": "macspoofchk-abc-eth0", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "veth123"}}, {"jump": {"target": "cni-br-iface-abc-eth0"}}]}}]}"#;

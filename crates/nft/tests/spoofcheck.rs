@@ -46,7 +46,14 @@ fn setup_creates_the_table_base_chain_both_chains_and_four_tagged_rules() {
     );
     let iface = rules_of(&doc, "cni-br-iface-abc123-eth0");
     assert_eq!(iface.len(), 1);
-    assert_eq!(iface[0]["comment"], comment);
+    // The rule inside the attachment's chain carries the network that made it.
+    assert_eq!(
+        iface[0]["comment"],
+        format!(
+            "{comment} net={}",
+            nft::masquerade::hash_for_network("testnet")
+        )
+    );
     assert_eq!(
         iface[0]["expr"],
         json!([{"jump": {"target": "cni-br-iface-abc123-eth0-mac"}}])
@@ -146,20 +153,24 @@ fn list_returns_ref_ids_and_host_interfaces() {
     // An attachment chain whose jump rule is gone.
     nft.apply("add chain bridge nat cni-br-iface-ghi789-eth0\n")
         .unwrap();
+    let testnet = nft::masquerade::hash_for_network("testnet");
     assert_eq!(
         spoofcheck::list(&nft).unwrap(),
         vec![
             Attachment {
                 ref_id: "abc123-eth0".into(),
-                host_if: Some("veth123".into())
+                host_if: Some("veth123".into()),
+                network_hash: Some(testnet.clone()),
             },
             Attachment {
                 ref_id: "def456-net1".into(),
-                host_if: Some("veth456".into())
+                host_if: Some("veth456".into()),
+                network_hash: Some(testnet.clone()),
             },
             Attachment {
                 ref_id: "ghi789-eth0".into(),
-                host_if: None
+                host_if: None,
+                network_hash: None,
             },
         ]
     );
@@ -184,7 +195,8 @@ fn ref_ids_with_dots_underscores_and_digits_work_as_chain_names() {
         spoofcheck::list(&nft).unwrap(),
         vec![Attachment {
             ref_id: id.clone(),
-            host_if: Some("veth-a.b_c".into())
+            host_if: Some("veth-a.b_c".into()),
+            network_hash: Some(nft::masquerade::hash_for_network("testnet")),
         }]
     );
     spoofcheck::teardown(&nft, &id).unwrap();

@@ -57,7 +57,7 @@ struct Add<'a> {
     cont: Netlink,
     ovs: Ovs,
     info: NodeInfo,
-    undo: Vec<Undo>,
+    undo: cni::undo::Journal<Undo>,
 }
 
 pub fn add(call: &Call, default_topology: Option<Topology>) -> Result<CniResult, Error> {
@@ -94,7 +94,7 @@ pub fn add(call: &Call, default_topology: Option<Topology>) -> Result<CniResult,
         cont,
         ovs,
         info,
-        undo: Vec::new(),
+        undo: cni::undo::Journal::new(),
     };
     match add.run() {
         Ok(r) => Ok(r),
@@ -341,7 +341,7 @@ impl Add<'_> {
         // it would unbind the source the moment the target's ADD wrote its own UID, and the VM
         // would be cut off until its activation on the target. Bound to both, the port has none.
         match &self.who.pod_uid {
-            Some(uid) if !(persistent && !others.is_empty()) => {
+            Some(uid) if !persistent || others.is_empty() => {
                 options.insert("iface-id-ver".to_string(), uid.clone());
             }
             _ => {
@@ -399,33 +399,26 @@ impl Add<'_> {
 
     fn rollback(&mut self, e: Error) -> Error {
         let mut nb: Option<Nb> = None;
-        while let Some(step) = self.undo.pop() {
-            let r =
-                match step {
-                    Undo::Veth { index, name } => self
-                        .node
-                        .del_link(index, &name)
-                        .map(|_| ())
-                        .map_err(port::kernel),
-                    Undo::OvsPort(name) => self.ovs.del_port(&name),
-                    Undo::NbCreated { switch, port } => port::nb_conn(&mut nb, &self.conf)
-                        .and_then(|nb| match nb.snapshot(&switch)? {
-                            Some(s) => nb.delete_port(&s.switch_uuid, &port),
-                            None => Ok(()),
-                        }),
-                    Undo::NbUpdated { before, after } => port::nb_conn(&mut nb, &self.conf)
-                        .and_then(|nb| {
-                            nb.update_port(&after, &before.options, &before.external_ids)
-                                .map(|_| ())
-                        }),
-                };
-            if let Err(u) = r {
-                cni::log::write(
-                    cni::log::Level::Error,
-                    format_args!("undoing a failed ADD: {}", u.msg),
-                );
+        let mut journal = std::mem::take(&mut self.undo);
+        journal.roll_back(e, |step| match step {
+            Undo::Veth { index, name } => self
+                .node
+                .del_link(index, &name)
+                .map(|_| ())
+                .map_err(port::kernel),
+            Undo::OvsPort(name) => self.ovs.del_port(&name),
+            Undo::NbCreated { switch, port } => {
+                port::nb_conn(&mut nb, &self.conf).and_then(|nb| match nb.snapshot(&switch)? {
+                    Some(s) => nb.delete_port(&s.switch_uuid, &port),
+                    None => Ok(()),
+                })
             }
-        }
-        e
+            Undo::NbUpdated { before, after } => {
+                port::nb_conn(&mut nb, &self.conf).and_then(|nb| {
+                    nb.update_port(&after, &before.options, &before.external_ids)
+                        .map(|_| ())
+                })
+            }
+        })
     }
 }

@@ -194,3 +194,51 @@ fn the_example_per_node_file_parses() {
     assert!(f.nbdb.unwrap().starts_with("tcp:"));
     assert_eq!(f.ovsdb.as_deref(), Some(DEFAULT_OVSDB));
 }
+
+#[test]
+fn teardown_keeps_what_finds_the_attachment_and_passes_over_add_only_faults() {
+    for fault in [
+        json!({"mtu": 10}),
+        json!({"mtu": "x"}),
+        json!({"role": "primary"}),
+        json!({"ipam": {"type": "dhcp"}}),
+        json!({"subnets": "not-a-cidr"}),
+        json!({"runtimeConfig": {"mac": "01:00:5e:00:00:01"}}),
+        json!({"readyTimeout": -1}),
+        json!({"topology": "layer3"}),
+    ] {
+        let mut c = json!({
+            "cniVersion": "1.0.0", "name": "private-overlay", "type": "ovn-k8s-cni-overlay",
+            "topology": "localnet", "netAttachDefName": "ns1/private-overlay",
+            "nbdb": "tcp:192.0.2.1:6641", "allowPersistentIPs": true,
+            "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}}
+        });
+        for (k, v) in fault.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let call = call_with(c, "");
+        assert!(
+            OvnConf::from_call(&call, None).is_err(),
+            "ADD refuses {fault}"
+        );
+        let t = OvnConf::for_teardown(&call, None).unwrap();
+        assert_eq!(t.network, "private-overlay", "{fault}");
+        assert_eq!(t.nad, "ns1/private-overlay", "{fault}");
+        assert_eq!(t.nbdb, "tcp:192.0.2.1:6641", "{fault}");
+        let expected_topology = if fault.get("topology").is_some() {
+            Topology::Layer2
+        } else {
+            Topology::Localnet
+        };
+        assert_eq!(t.topology, expected_topology, "{fault}");
+        assert_eq!(t.persistent_key().as_deref(), Some("vm-a.net1"), "{fault}");
+    }
+}
+
+#[test]
+fn teardown_still_fails_when_the_databases_cannot_be_named() {
+    let c = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-overlay", "mtu": 10,
+        "nbdb": "http://nope"});
+    let e = OvnConf::for_teardown(&call_with(c, ""), Some(Topology::Layer2)).unwrap_err();
+    assert!(e.msg.contains("nbdb"), "{}", e.msg);
+}
