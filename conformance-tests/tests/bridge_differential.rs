@@ -12,7 +12,9 @@
 //! Intended differences, masked below and not flagged: the bridge's own MAC (the kernel picks
 //! it), the host veth's name (`veth` + 8 random hex digits) and the MACs of both veth ends
 //! (random unless one is requested), and the alias our plugin writes on the host veth
-//! (`multihome-bridge cid=.. if=.. net=..`, its GC's owner tag; the reference sets none).
+//! (`multihome-bridge cid=.. if=.. net=..`, its GC's owner tag; the reference sets none), and the
+//! network tag our plugin adds to the comment of the rule inside `cni-br-iface-...` (` net=<hash>`,
+//! so that one network's GC never judges another's chains).
 //! Our CHECK does not compare the bridge's MAC (the kernel changes it as ports come and go);
 //! the CHECK cases here keep it stable, so that difference is never exercised. `portIsolation`
 //! is unknown to the reference 1.1.1 and is tested elsewhere; VLANs need bridge VLAN filtering,
@@ -404,6 +406,20 @@ fn bridge_vlans(node: &Netns) -> Value {
     json!(ports)
 }
 
+/// `line` without our spoof-check network tag (` net=<16 hex digits>` at the end of the comment of
+/// the rule inside `cni-br-iface-...`; asserted by the nft crate's tests).
+fn strip_network_tag(line: &str) -> String {
+    match line.find(" net=") {
+        Some(i)
+            if line.len() >= i + 21
+                && line[i + 5..i + 21].chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            format!("{}{}", &line[..i], &line[i + 21..])
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// `nft list ruleset` in the node, one entry per line, host veth names and random MACs masked.
 fn nft_ruleset(node: &Netns, requested_mac: Option<&str>) -> Value {
     let listing = node.run_ok(&["nft", "list", "ruleset"]);
@@ -415,6 +431,7 @@ fn nft_ruleset(node: &Netns, requested_mac: Option<&str>) -> Value {
     };
     let lines: Vec<String> = listing
         .lines()
+        .map(strip_network_tag)
         .map(|line| {
             let words: Vec<String> = line
                 .split_whitespace()
