@@ -18,7 +18,7 @@ const VETH_NAME_ATTEMPTS: usize = 10;
 /// What to undo when a later step fails: each step that changed something pushes the step
 /// that takes it back, so no change lacks an undo.
 enum Undo {
-    /// A link this ADD created (the container veth, or the VLAN gateway pair).
+    /// The container veth this ADD created (its host end here, the peer goes with it).
     Link {
         index: u32,
         name: String,

@@ -32,9 +32,11 @@
 //! set and verdict encodings are large and change between kernels) and of any
 //! `unsafe`, and the scripts are the very text an operator types to debug.
 //! The price is a process per step: one `nft` run costs about 1.5 ms here,
-//! and each public call runs at most two (one list, one apply), so a CNI ADD
-//! or DEL spends a few milliseconds on it. `nft` is Debian's `nftables`
-//! package (1.0.6 at the time of writing, in `/usr/sbin`).
+//! and each public call runs two (one list, one apply; the pair again, up to
+//! five times, only when a concurrent caller deleted a handle it meant to
+//! delete), so a CNI ADD or DEL spends a few milliseconds on it. `nft` is
+//! Debian's `nftables` package (1.0.6 at the time of writing, in `/usr/sbin`),
+//! found by [`Nft::new`] also when `PATH` lacks the sbin directories.
 //!
 //! # Network namespaces
 //!
