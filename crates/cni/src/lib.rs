@@ -2,8 +2,10 @@
 //! environment and CNI_ARGS, results of every version and their conversions, errors with their
 //! codes, the verb dispatcher and delegation to IPAM plugins.
 //!
-//! This crate owns the protocol only. It must not touch the node (no netlink, no files other than
-//! a configured log file): plugins do that, and they get here a validated, typed call first.
+//! This crate owns the protocol, and the one rule for files a call opens on the node ([`nodefs`],
+//! [`node`]: the node's settings, and what a network configuration may name). It touches nothing
+//! else on the node (no netlink): plugins do that, and they get here a validated, typed call
+//! first.
 
 pub mod args;
 pub mod config;
@@ -12,6 +14,8 @@ pub mod env;
 pub mod error;
 pub mod introspect;
 pub mod log;
+pub mod node;
+pub mod nodefs;
 pub mod result;
 pub mod skel;
 pub mod undo;

@@ -1,13 +1,17 @@
 //! Logging that never touches stdout (the runtime reads the result there): stderr by default,
-//! or the file named by `log_file`, filtered by `log_level` (whereabouts' keys and levels).
+//! the node's log file if its settings name one, or the file named by `log_file` when the node
+//! lets a configuration put one there ([`crate::node`]), filtered by `log_level` (whereabouts'
+//! keys and levels). Every line is one line of printable text, whatever a peer answered.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::node::NodePaths;
+use crate::nodefs;
 
 /// Severity, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,13 +52,17 @@ impl Level {
 struct Logger {
     /// `None`: not set, warnings and errors.
     level: Option<Level>,
-    file: Option<PathBuf>,
+    /// The log file, open for appending; `None`: stderr.
+    file: Option<File>,
+    /// Whether the configuration named the file (the flat file fills in only what it did not).
+    file_named: bool,
     tag: Option<String>,
 }
 
 static LOGGER: Mutex<Logger> = Mutex::new(Logger {
     level: None,
     file: None,
+    file_named: false,
     tag: None,
 });
 
@@ -62,26 +70,61 @@ fn logger() -> MutexGuard<'static, Logger> {
     LOGGER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sets where and how much to log; the first call wins. Without it: warnings and errors on stderr.
-pub fn init(tag: &str, level: Option<&str>, file: Option<&str>) {
+/// Opens the log file a configuration names: below the node's `log_dirs`, by
+/// [`nodefs::append`]. Code 7 naming `log_file` otherwise; nothing is created then.
+fn open_named(file: &str) -> Result<File, Error> {
+    let paths = NodePaths::load()?;
+    let path = crate::node::named_path("log_file", file, &paths.log_dirs, "log_dirs", &paths)?;
+    nodefs::append(&path, &paths.log_dirs).map_err(|e| {
+        Error::invalid_config(format!(
+            "log_file {}: {e} (log files are made by the plugin, 0600, in a directory only root \
+             can write)",
+            crate::error::quote_value(&serde_json::Value::String(file.to_string()))
+        ))
+    })
+}
+
+/// The node's own log file (`log_file` in node.json), if it sets one and it can be opened.
+fn open_node_default() -> Option<File> {
+    let path = NodePaths::load().ok()?.log_file?;
+    let roots = [path.parent().unwrap_or(&path).to_path_buf()];
+    nodefs::append(&path, &roots).ok()
+}
+
+/// Sets where and how much to log; the first call wins. Without a file named: the node's log
+/// file, else stderr. A file that may not or cannot be used is an error (code 7) and logging
+/// stays on stderr: the caller decides whether that fails the call (ADD) or not (DEL, GC).
+pub fn init(tag: &str, level: Option<&str>, file: Option<&str>) -> Result<(), Error> {
     let mut l = logger();
-    if l.tag.is_none() {
-        l.tag = Some(tag.to_string());
-        l.level = level.and_then(Level::parse);
-        l.file = file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    if l.tag.is_some() {
+        return Ok(());
     }
+    l.tag = Some(tag.to_string());
+    l.level = level.and_then(Level::parse);
+    match file.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(f) => {
+            l.file_named = true;
+            l.file = Some(open_named(f)?);
+        }
+        None => l.file = open_node_default(),
+    }
+    Ok(())
 }
 
 /// Fills in what [`init`] left unset (whereabouts' flat file gives `log_level` and `log_file`
-/// for every network whose configuration does not).
-pub fn fill_in(level: Option<&str>, file: Option<&str>) {
+/// for every network whose configuration does not); errors as [`init`].
+pub fn fill_in(level: Option<&str>, file: Option<&str>) -> Result<(), Error> {
     let mut l = logger();
     if l.level.is_none() {
         l.level = level.and_then(Level::parse);
     }
-    if l.file.is_none() {
-        l.file = file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    if !l.file_named {
+        if let Some(f) = file.map(str::trim).filter(|f| !f.is_empty()) {
+            l.file_named = true;
+            l.file = Some(open_named(f)?);
+        }
     }
+    Ok(())
 }
 
 /// Whether a message at `level` would be written.
@@ -94,13 +137,8 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
-    let (tag, file) = {
-        let l = logger();
-        (
-            l.tag.clone().unwrap_or_else(|| "cni".into()),
-            l.file.clone(),
-        )
-    };
+    let mut l = logger();
+    let tag = l.tag.clone().unwrap_or_else(|| "cni".into());
     let line = format!(
         "{} [{}] {tag}[{}]: {}\n",
         timestamp(),
@@ -108,19 +146,10 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
         std::process::id(),
         one_line(&args.to_string())
     );
-    // Never through a symlink, never blocking on a FIFO, private to root whatever the umask.
-    const O_NOFOLLOW: i32 = 0o400000;
-    const O_NONBLOCK: i32 = 0o4000;
-    let written = file.is_some_and(|path| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-            .open(path)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .is_ok()
-    });
+    let written = l
+        .file
+        .as_mut()
+        .is_some_and(|f| f.write_all(line.as_bytes()).is_ok());
     if !written {
         let _ = std::io::stderr().write_all(line.as_bytes());
     }

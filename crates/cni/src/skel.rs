@@ -95,7 +95,13 @@ pub fn dispatch(
         Err(e) => return failure(&e, declared_version(stdin)),
     };
     let version = conf.version;
-    init_logging(plugin, &conf);
+    if let Err(e) = init_logging(plugin, &conf) {
+        // DEL and GC must not strand a pod over where its log goes; the others refuse.
+        if !matches!(env.command, Command::Del | Command::Gc) {
+            return failure(&e, Some(version));
+        }
+        crate::log_warn!("{} (logging to stderr)", e.msg);
+    }
     match call_verb(plugin, Call { env, conf }) {
         Ok(Some(result)) => success(&result),
         Ok(None) => Outcome {
@@ -170,7 +176,7 @@ fn version(stdin: &[u8]) -> Outcome {
     }
 }
 
-fn init_logging(plugin: &dyn Plugin, conf: &NetConf) {
+fn init_logging(plugin: &dyn Plugin, conf: &NetConf) -> Result<(), Error> {
     let source = if plugin.is_ipam() {
         conf.raw.get("ipam")
     } else {
@@ -179,7 +185,7 @@ fn init_logging(plugin: &dyn Plugin, conf: &NetConf) {
     let key = |k: &str| source.and_then(|s| s.get(k)).and_then(Value::as_str);
     let tag = std::env::args().next().unwrap_or_default();
     let tag = tag.rsplit('/').next().unwrap_or("cni");
-    crate::log::init(tag, key("log_level"), key("log_file"));
+    crate::log::init(tag, key("log_level"), key("log_file"))
 }
 
 /// The declared version of a config that failed to parse, when it can still be read.

@@ -418,15 +418,19 @@ struct Tls {
     identity: Option<String>,
 }
 
+/// A TLS file: through [`cni::nodefs::read`] (only root can change the path to it, a regular
+/// file of bounded size, never a link in last place; what it holds is never repeated).
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+    cni::nodefs::read(path, false)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read_file(path, what)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        // The PEM parser's error quotes the offending line: never repeat a file's content.
+        .map_err(|_| format!("{what} {}: not a PEM file of certificates", path.display()))?;
     if certs.is_empty() {
         return Err(format!(
             "{what} {} holds no PEM certificate",
@@ -469,8 +473,11 @@ fn load_tls(conf: &EtcdConf) -> Result<Option<Tls>, String> {
         (Some(cert), Some(key)) => {
             let chain = read_certs(cert, "ipam.etcd_cert_file")?;
             let key_pem = read_file(key, "ipam.etcd_key_file")?;
-            let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                format!("ipam.etcd_key_file {}: no private key: {e}", key.display())
+            let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+                format!(
+                    "ipam.etcd_key_file {}: holds no PEM private key",
+                    key.display()
+                )
             })?;
             let config = builder.with_client_auth_cert(chain, private).map_err(|e| {
                 format!(
@@ -832,7 +839,7 @@ impl Gateway {
             .set_timeouts(left)
             .and_then(|()| write_request(conn.get_mut(), &authority, path, &headers, body))
             .map_err(HttpError::Io)
-            .and_then(|()| read_response(conn));
+            .and_then(|()| read_response(&mut Until { conn, deadline }));
         match result {
             Ok(resp) => {
                 if !resp.keep_alive {
@@ -850,6 +857,49 @@ impl Gateway {
                 })
             }
         }
+    }
+}
+
+/// The connection read before a deadline, whatever the peer sends: a socket timeout alone is
+/// per read, so a peer trickling bytes or flooding `100 Continue` would hold the call for ever.
+struct Until<'a> {
+    conn: &'a mut BufReader<Box<dyn Transport>>,
+    deadline: Instant,
+}
+
+impl Until<'_> {
+    /// Fails once the deadline has passed; before a read that will block, makes the socket's
+    /// timeout what is left.
+    fn before_read(&mut self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request timeout ran out while the answer was still coming",
+            ));
+        }
+        if self.conn.buffer().is_empty() {
+            self.conn.get_ref().set_timeouts(left)?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.before_read()?;
+        self.conn.read(buf)
+    }
+}
+
+impl BufRead for Until<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.before_read()?;
+        self.conn.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.conn.consume(n);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cni::{Call, Error};
@@ -294,7 +294,16 @@ impl OvnConf {
             .physical_network_name
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| network.clone());
-        let node = read_node_file(raw.node_config.as_deref())?;
+        let (node_path, node) = node_settings()?;
+        if let Some(asked) = raw.node_config.as_deref().filter(|p| !p.is_empty()) {
+            if Path::new(asked) != node_path {
+                return Err(Error::invalid_config(format!(
+                    "nodeConfig {asked:?} is not this node's settings file ({}, or the file \
+                     ${NODE_CONFIG_ENV} names): the node says where its settings are",
+                    node_path.display()
+                )));
+            }
+        }
         let ready = raw.ready_timeout.or(node.ready_timeout);
         let ready_timeout = match ready {
             None => DEFAULT_READY_TIMEOUT,
@@ -305,14 +314,11 @@ impl OvnConf {
                 )))
             }
         };
-        let nbdb = raw
-            .nbdb
-            .or(node.nbdb)
-            .unwrap_or_else(|| DEFAULT_NBDB.to_string());
-        let ovsdb = raw
-            .ovsdb
-            .or(node.ovsdb)
-            .unwrap_or_else(|| DEFAULT_OVSDB.to_string());
+        let node_nbdb = node.nbdb.unwrap_or_else(|| DEFAULT_NBDB.to_string());
+        let node_ovsdb = node.ovsdb.unwrap_or_else(|| DEFAULT_OVSDB.to_string());
+        governed("nbdb", raw.nbdb.as_deref(), &node_nbdb, &node_path)?;
+        governed("ovsdb", raw.ovsdb.as_deref(), &node_ovsdb, &node_path)?;
+        let (nbdb, ovsdb) = (node_nbdb, node_ovsdb);
         check_endpoints(&nbdb, &ovsdb)?;
         let mac = requested_mac(call)?;
         let claim = match call.conf.args_cni("ipam-claim-reference") {
@@ -371,9 +377,6 @@ impl OvnConf {
         let raw = Raw {
             topology: get("topology"),
             net_attach_def_name: get("netAttachDefName"),
-            node_config: get("nodeConfig"),
-            nbdb: get("nbdb"),
-            ovsdb: get("ovsdb"),
             physical_network_name: get("physicalNetworkName"),
             allow_persistent_ips: obj.get("allowPersistentIPs") == Some(&Value::Bool(true)),
             ..Raw::default()
@@ -391,13 +394,11 @@ impl OvnConf {
                     .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
             })
             .unwrap_or_else(|| format!("default/{network}"));
-        let node = read_node_file(raw.node_config.as_deref())?;
-        let nbdb = text(raw.nbdb)
-            .or(node.nbdb)
-            .unwrap_or_else(|| DEFAULT_NBDB.to_string());
-        let ovsdb = text(raw.ovsdb)
-            .or(node.ovsdb)
-            .unwrap_or_else(|| DEFAULT_OVSDB.to_string());
+        // Only the node's databases: a configuration naming others was refused at ADD, and
+        // what it names is never dialled.
+        let (_, node) = node_settings()?;
+        let nbdb = node.nbdb.unwrap_or_else(|| DEFAULT_NBDB.to_string());
+        let ovsdb = node.ovsdb.unwrap_or_else(|| DEFAULT_OVSDB.to_string());
         check_endpoints(&nbdb, &ovsdb)?;
         let physical_network = text(raw.physical_network_name).unwrap_or_else(|| network.clone());
         Ok(OvnConf {
@@ -453,29 +454,47 @@ fn check_endpoints(nbdb: &str, ovsdb: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_node_file(explicit: Option<&str>) -> Result<NodeFile, Error> {
-    let from_env = std::env::var(NODE_CONFIG_ENV)
-        .ok()
-        .filter(|s| !s.is_empty());
-    let (path, required) = match (explicit, from_env) {
-        (Some(p), _) => (PathBuf::from(p), true),
-        (None, Some(p)) => (PathBuf::from(p), true),
-        (None, None) => (PathBuf::from(DEFAULT_NODE_CONFIG), false),
-    };
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(NodeFile::default())
-        }
-        Err(e) => {
+/// A database endpoint the configuration names: the node's, or refused. The node says which
+/// databases its plugins talk to (a NAD author choosing them would make the node dial anywhere
+/// and report what answered).
+fn governed(key: &str, asked: Option<&str>, node: &str, node_path: &Path) -> Result<(), Error> {
+    let norm = |v: &str| v.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+    match asked.filter(|a| !a.is_empty()) {
+        Some(a) if norm(a) != norm(node) => Err(Error::invalid_config(format!(
+            "{key} {} differs from this node's ({key} in {}: {node}): the node says which \
+             databases its plugins use",
+            cni::error::quote_value(&Value::String(a.to_string())),
+            node_path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The node's settings file in effect (`$MULTIHOME_OVN_NODE_CONFIG`, which must exist, else
+/// [`DEFAULT_NODE_CONFIG`], which may be missing) and what it says, read as every node settings
+/// file is ([`cni::node::read_settings`]: root's alone, a bounded regular file).
+fn node_settings() -> Result<(PathBuf, NodeFile), Error> {
+    node_settings_from(std::env::var(NODE_CONFIG_ENV).ok())
+}
+
+/// [`node_settings`] with the environment's value given.
+fn node_settings_from(from_env: Option<String>) -> Result<(PathBuf, NodeFile), Error> {
+    let from_env = from_env.filter(|s| !s.is_empty());
+    let required = from_env.is_some();
+    let path = PathBuf::from(from_env.unwrap_or_else(|| DEFAULT_NODE_CONFIG.to_string()));
+    let map = match cni::node::read_settings(&path)? {
+        Some(map) => map,
+        None if !required => return Ok((path, NodeFile::default())),
+        None => {
             return Err(Error::invalid_config(format!(
-                "nodeConfig: cannot read {}: {e}",
+                "{NODE_CONFIG_ENV} names {}, which does not exist",
                 path.display()
             )))
         }
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_config(format!("nodeConfig: {}: {e}", path.display())))
+    let node = serde_json::from_value(Value::Object(map))
+        .map_err(|e| Error::invalid_config(format!("the node's settings {}: {e}", path.display())))?;
+    Ok((path, node))
 }
 
 /// The MAC from CNI_ARGS MAC, args.cni.mac and runtimeConfig.mac (later wins), as the bridge.

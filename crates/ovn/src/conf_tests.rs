@@ -120,7 +120,7 @@ fn refused_keys_and_values_are_named() {
 }
 
 #[test]
-fn the_per_node_file_fills_what_the_configuration_leaves_out() {
+fn the_node_says_which_databases_and_a_configuration_may_only_repeat_them() {
     let dir = std::env::temp_dir().join(format!("mh-ovn-conf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("node.json");
@@ -129,20 +129,25 @@ fn the_per_node_file_fills_what_the_configuration_leaves_out() {
         r#"{"nbdb": "unix:/a.sock", "ovsdb": "tcp:127.0.0.1:6640", "readyTimeout": 3}"#,
     )
     .unwrap();
-    let c =
-        parse(json!({"nodeConfig": f.display().to_string(), "nbdb": "unix:/mine.sock"})).unwrap();
-    assert_eq!(c.nbdb, "unix:/mine.sock");
-    assert_eq!(c.ovsdb, "tcp:127.0.0.1:6640");
-    assert_eq!(c.ready_timeout, std::time::Duration::from_secs(3));
+    let (path, node) = node_settings_from(Some(f.display().to_string())).unwrap();
+    assert_eq!(path, f);
+    assert_eq!(node.nbdb.as_deref(), Some("unix:/a.sock"));
+    assert_eq!(node.ready_timeout, Some(3.0));
+    assert!(governed("nbdb", Some("unix:/a.sock"), "unix:/a.sock", &f).is_ok());
+    assert!(governed("nbdb", None, "unix:/a.sock", &f).is_ok());
+    let e = governed("nbdb", Some("tcp:127.0.0.1:8080"), "unix:/a.sock", &f).unwrap_err();
+    assert_eq!(e.code, 7);
+    assert!(e.msg.starts_with("nbdb \"tcp:127.0.0.1:8080\" differs") && e.msg.contains("node.json"), "{}", e.msg);
     std::fs::write(&f, r#"{"nbdbb": "x"}"#).unwrap();
-    assert!(err(json!({"nodeConfig": f.display().to_string()}))
-        .msg
-        .contains("nbdbb"));
-    assert!(
-        err(json!({"nodeConfig": dir.join("missing").display().to_string()}))
-            .msg
-            .starts_with("nodeConfig")
-    );
+    let e = node_settings_from(Some(f.display().to_string())).unwrap_err();
+    assert!(e.msg.contains("nbdbb"), "{}", e.msg);
+    let e = node_settings_from(Some(dir.join("missing").display().to_string())).unwrap_err();
+    assert!(e.msg.contains(NODE_CONFIG_ENV), "{}", e.msg);
+    // Without the environment, the default file, which may be missing.
+    assert_eq!(node_settings_from(None).unwrap().0, PathBuf::from(DEFAULT_NODE_CONFIG));
+    // A configuration's nodeConfig must be the node's file in effect.
+    let e = err(json!({"nodeConfig": f.display().to_string()}));
+    assert!(e.msg.starts_with("nodeConfig") && e.msg.contains(DEFAULT_NODE_CONFIG), "{}", e.msg);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -224,7 +229,8 @@ fn teardown_keeps_what_finds_the_attachment_and_passes_over_add_only_faults() {
         let t = OvnConf::for_teardown(&call, None).unwrap();
         assert_eq!(t.network, "private-overlay", "{fault}");
         assert_eq!(t.nad, "ns1/private-overlay", "{fault}");
-        assert_eq!(t.nbdb, "tcp:192.0.2.1:6641", "{fault}");
+        // The configuration's own database is never dialled: the node's is.
+        assert_eq!(t.nbdb, DEFAULT_NBDB, "{fault}");
         let expected_topology = if fault.get("topology").is_some() {
             Topology::Layer2
         } else {
@@ -236,9 +242,9 @@ fn teardown_keeps_what_finds_the_attachment_and_passes_over_add_only_faults() {
 }
 
 #[test]
-fn teardown_still_fails_when_the_databases_cannot_be_named() {
+fn teardown_dials_only_the_nodes_databases() {
     let c = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-overlay", "mtu": 10,
-        "nbdb": "http://nope"});
-    let e = OvnConf::for_teardown(&call_with(c, ""), Some(Topology::Layer2)).unwrap_err();
-    assert!(e.msg.contains("nbdb"), "{}", e.msg);
+        "nbdb": "tcp:127.0.0.1:8080", "ovsdb": "http://nope"});
+    let t = OvnConf::for_teardown(&call_with(c, ""), Some(Topology::Layer2)).unwrap();
+    assert_eq!((t.nbdb.as_str(), t.ovsdb.as_str()), (DEFAULT_NBDB, DEFAULT_OVSDB));
 }

@@ -39,7 +39,7 @@ pub const FLAT_FILE_PATHS: [&str; 2] = [
 
 /// The node's own settings directory, unless the runtime's environment names another in
 /// `MULTIHOME_CONFIG_DIR` (a NAD author cannot set the plugin's environment).
-pub const NODE_CONFIG_DIR: &str = "/etc/multihome";
+pub const NODE_CONFIG_DIR: &str = cni::node::SETTINGS_DIR;
 /// The node's whereabouts settings file in [`NODE_CONFIG_DIR`]: which store networks that name
 /// none, or whereabouts' `"datastore": "kubernetes"` (its cluster store, what its installer
 /// writes in every node's flat file), use on this node.
@@ -47,9 +47,7 @@ pub const NODE_FILE: &str = "whereabouts.conf";
 
 /// The node's settings directory.
 pub fn node_config_dir() -> PathBuf {
-    std::env::var_os("MULTIHOME_CONFIG_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from(NODE_CONFIG_DIR), PathBuf::from)
+    cni::node::settings_dir()
 }
 
 /// A parsed and validated `whereabouts` IPAM configuration.
@@ -141,17 +139,54 @@ struct RawRoute {
 struct Origin {
     path: Option<PathBuf>,
     keys: BTreeSet<String>,
+    /// The file was the one `configuration_path` named (the configuration's author chose it).
+    named: bool,
+    /// The flat file's own store keys (a node's file: its etcd is the node's).
+    store: Option<StoreKeys>,
 }
 
 impl Origin {
+    /// Who wrote the store keys: the node when every one that is set came from the flat file (a
+    /// node's file, root's alone, at whereabouts' path or below the node's `flat_file_dirs`),
+    /// else the network configuration.
+    fn source_of(&self, store: &StoreKeys) -> Source {
+        let set = store.set_keys();
+        if !set.is_empty() && self.path.is_some() && set.iter().all(|k| self.keys.contains(*k)) {
+            Source::Node
+        } else {
+            Source::Network
+        }
+    }
+
     /// The flat file, when it supplied `key`.
     fn of(&self, key: &str) -> Option<&Path> {
         self.path.as_deref().filter(|_| self.keys.contains(key))
     }
 
     /// Adds to an error which keys came from the flat file, since the message names them as
-    /// `ipam.<key>` although they are not in the network configuration.
+    /// `ipam.<key>` although they are not in the network configuration; an error about a value
+    /// the file gave says which key and file, not the value (a configuration names the file,
+    /// and must not learn what a file it could not read holds).
     fn annotate(&self, e: Error) -> Error {
+        if let Some(path) = self.path.as_ref().filter(|_| self.named) {
+            let named = |k: &String| {
+                let key = format!("ipam.{k}");
+                e.msg.match_indices(&key).any(|(i, _)| {
+                    let next = e.msg[i + key.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            };
+            if let Some(key) = self.keys.iter().find(|k| named(k)) {
+                return Error::new(
+                    e.code,
+                    format!(
+                        "ipam.{key}, from the whereabouts flat file {}, is not valid (its value \
+                         is not repeated here: see the file)",
+                        path.display()
+                    ),
+                );
+            }
+        }
         match &self.path {
             Some(path) if !self.keys.is_empty() && e.details.is_empty() => {
                 let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
@@ -202,7 +237,7 @@ pub fn parse_teardown_with_paths(
     conf: &NetConf,
     default_paths: &[&Path],
 ) -> Result<Teardown, Error> {
-    let (merged, origin) = merged_ipam(conf, default_paths)?;
+    let (merged, origin) = merged_ipam(conf, default_paths, true)?;
     let value = Value::Object(merged);
     let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
     let raw: RawTeardown = serde_json::from_value(value).unwrap_or_default();
@@ -236,7 +271,7 @@ pub fn parse_teardown_with_paths(
             .collect()
     });
     Ok(Teardown {
-        datastore: datastore(&store, &origin)?,
+        datastore: datastore(&store, &origin, origin.source_of(&store))?,
         network_name,
         pools,
     })
@@ -253,19 +288,28 @@ fn masked_cidr(net: &IpNetwork) -> String {
 fn merged_ipam(
     conf: &NetConf,
     default_paths: &[&Path],
+    teardown: bool,
 ) -> Result<(Map<String, Value>, Origin), Error> {
     let inline = inline_ipam(conf)?;
-    let (merged, origin) = match flat_file_path(&inline, default_paths)? {
-        Some((path, what)) => {
-            let flat = read_flat_file(&path, &what)?;
-            merge(inline, flat, path)
+    let (merged, origin) = match flat_file(&inline, default_paths)? {
+        Some((flat, path, named)) => {
+            let mut origin_named = merge(inline, flat, path);
+            origin_named.1.named = named;
+            origin_named
         }
         None => (inline, Origin::default()),
     };
     // The flat file's log_level and log_file hold where the network configuration says nothing
     // (the inline ones were set before the call began).
     let text = |k: &str| merged.get(k).and_then(Value::as_str);
-    cni::log::fill_in(text("log_level"), text("log_file"));
+    if let Err(e) = cni::log::fill_in(text("log_level"), text("log_file")) {
+        let e = origin.annotate(e);
+        if !teardown {
+            return Err(e);
+        }
+        // Where the log goes must not strand a pod.
+        cni::log_warn!("{} (logging to stderr)", e.msg);
+    }
     Ok((merged, origin))
 }
 
@@ -283,7 +327,7 @@ pub fn parse_with_paths(
     args: &CniArgs,
     default_paths: &[&Path],
 ) -> Result<WhereaboutsConf, Error> {
-    let (merged, origin) = merged_ipam(conf, default_paths)?;
+    let (merged, origin) = merged_ipam(conf, default_paths, false)?;
     let value = Value::Object(merged);
     let raw: RawConf = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
     let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
@@ -301,53 +345,73 @@ fn inline_ipam(conf: &NetConf) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// The flat file to read, with how to name it in errors: `configuration_path` if set, else the
-/// first default path that exists, else none.
-fn flat_file_path(
+/// A flat file's keys, its path, and whether `configuration_path` named it.
+type FlatFile = (Map<String, Value>, PathBuf, bool);
+
+/// The flat file's keys, with its path and how to name it in errors: `configuration_path` if
+/// set (below the node's `flat_file_dirs`, code 7 otherwise, before the file system is looked
+/// at), else the first default path that exists, else none. Read as node settings are
+/// ([`cni::node::read_settings`]): root's alone on the whole path, a bounded regular file.
+fn flat_file(
     inline: &Map<String, Value>,
     defaults: &[&Path],
-) -> Result<Option<(PathBuf, String)>, Error> {
+) -> Result<Option<FlatFile>, Error> {
     match inline.get("configuration_path") {
-        Some(Value::String(p)) if !p.is_empty() => {
+        Some(Value::String(p)) if !p.trim().is_empty() => {
+            let paths = cni::node::NodePaths::load()?;
+            let dirs = &paths.flat_file_dirs;
+            let path = cni::node::named_path(
+                "ipam.configuration_path",
+                p,
+                dirs,
+                "flat_file_dirs",
+                &paths,
+            )?;
             let what = format!("ipam.configuration_path {p:?}");
-            return Ok(Some((PathBuf::from(p), what)));
+            if let Err(e) = cni::nodefs::allowed(&path, dirs) {
+                return Err(Error::invalid_config(format!("{what}: {e}")));
+            }
+            let flat = read_flat_file(&path, &what)?.ok_or_else(|| {
+                Error::invalid_config(format!("{what}: cannot read it: it does not exist"))
+            })?;
+            return Ok(Some((flat, path, true)));
         }
         None | Some(Value::Null) | Some(Value::String(_)) => {}
         Some(other) => {
             return Err(Error::invalid_config(format!(
-                "ipam.configuration_path must be a file path string, got {other}"
+                "ipam.configuration_path must be a file path string, got {}",
+                cni::error::quote_value(other)
             )))
         }
     }
-    let found = defaults.iter().find(|p| p.exists());
-    Ok(found.map(|p| {
+    for p in defaults {
         let what = format!("whereabouts flat file {:?}", p.display().to_string());
-        (p.to_path_buf(), what)
-    }))
+        if let Some(flat) = read_flat_file(p, &what)? {
+            return Ok(Some((flat, p.to_path_buf(), false)));
+        }
+    }
+    Ok(None)
 }
 
-/// The keys of a flat file: its top level, with the keys of an `ipam` object (if any) over
-/// them, since files are written both ways.
-fn read_flat_file(path: &Path, what: &str) -> Result<Map<String, Value>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid_config(format!("{what}: cannot read it: {e}")))?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid_config(format!("{what} is not valid JSON: {e}")))?;
-    let Value::Object(mut top) = value else {
-        return Err(Error::invalid_config(format!(
-            "{what} must hold a JSON object"
-        )));
+/// The keys of a flat file (`None` when it does not exist): its top level, with the keys of an
+/// `ipam` object (if any) over them, since files are written both ways. Errors never repeat
+/// what the file holds.
+fn read_flat_file(path: &Path, what: &str) -> Result<Option<Map<String, Value>>, Error> {
+    let Some(mut top) = cni::node::read_settings(path)
+        .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?
+    else {
+        return Ok(None);
     };
     match top.remove("ipam") {
         Some(Value::Object(ipam)) => top.extend(ipam),
         None | Some(Value::Null) => {}
-        Some(other) => {
+        Some(_) => {
             return Err(Error::invalid_config(format!(
-                "{what}: \"ipam\" must be an object, got {other}"
+                "{what}: \"ipam\" must be an object"
             )))
         }
     }
-    Ok(top)
+    Ok(Some(top))
 }
 
 /// Inline keys win, key by key at the top level; the flat file fills in the others (a key that
@@ -357,6 +421,7 @@ fn merge(
     flat: Map<String, Value>,
     path: PathBuf,
 ) -> (Map<String, Value>, Origin) {
+    let store = cni::config::typed(&Value::Object(flat.clone()), "").ok();
     let mut keys = BTreeSet::new();
     for (key, value) in flat {
         let unset = inline.get(&key).is_none_or(Value::is_null);
@@ -368,6 +433,8 @@ fn merge(
     let origin = Origin {
         path: Some(path),
         keys,
+        named: false,
+        store,
     };
     (inline, origin)
 }
@@ -393,7 +460,7 @@ fn build(
         network_name: raw.network_name.clone().unwrap_or_default(),
         gateway,
         enable_overlapping_ranges: raw.enable_overlapping_ranges.unwrap_or(true),
-        datastore: datastore(store, origin)?,
+        datastore: datastore(store, origin, origin.source_of(store))?,
         routes: routes(raw.routes.as_deref().unwrap_or_default())?,
         dns: raw.dns.clone().unwrap_or_default(),
         addresses,
@@ -659,6 +726,32 @@ struct StoreKeys {
     etcd_ca_cert_file: Option<String>,
 }
 
+impl StoreKeys {
+    /// The keys that are set (not absent, null or empty).
+    fn set_keys(&self) -> Vec<&'static str> {
+        let strings = [
+            ("datastore", &self.datastore),
+            ("store_dir", &self.store_dir),
+            ("etcd_host", &self.etcd_host),
+            ("etcd_prefix", &self.etcd_prefix),
+            ("etcd_username", &self.etcd_username),
+            ("etcd_password", &self.etcd_password),
+            ("etcd_key_file", &self.etcd_key_file),
+            ("etcd_cert_file", &self.etcd_cert_file),
+            ("etcd_ca_cert_file", &self.etcd_ca_cert_file),
+        ];
+        let mut set: Vec<&'static str> = strings
+            .into_iter()
+            .filter(|(_, v)| non_empty(v.as_deref()).is_some())
+            .map(|(k, _)| k)
+            .collect();
+        if self.etcd_endpoints.as_ref().is_some_and(|v| !v.is_null()) {
+            set.push("etcd_endpoints");
+        }
+        set
+    }
+}
+
 /// The etcd keys and their values, for the "set without datastore etcd" check. `etcd_host` is
 /// not among them: in whereabouts up to 0.5 it alone selected etcd.
 fn etcd_keys_set(raw: &StoreKeys) -> Option<String> {
@@ -681,11 +774,19 @@ fn etcd_keys_set(raw: &StoreKeys) -> Option<String> {
     })
 }
 
-fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
+/// Who wrote a set of store keys: a network configuration (with the flat file it names), whose
+/// author may name only what the node allows, or the node's own settings file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Network,
+    Node,
+}
+
+fn datastore(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, Error> {
     match raw.datastore.as_deref().map(str::trim) {
         // whereabouts <= 0.5 had no `datastore` key: `etcd_host` meant etcd.
         None | Some("") if non_empty(raw.etcd_host.as_deref()).is_some() => {
-            Ok(Datastore::Etcd(etcd_conf(raw)?))
+            etcd(raw, origin, source)
         }
         None | Some("") => {
             // Reservations kept on this node while the operator meant a shared etcd would hand
@@ -696,10 +797,10 @@ fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
                      to use etcd, or to \"file\" to keep reservations on this node only"
                 )));
             }
-            node_datastore(raw, None)
+            node_datastore(raw, None, source)
         }
-        Some("file") => file_datastore(raw),
-        Some("etcd") => Ok(Datastore::Etcd(etcd_conf(raw)?)),
+        Some("file") => file_datastore(raw, source),
+        Some("etcd") => etcd(raw, origin, source),
         Some("kubernetes") => {
             let said = match origin.of("datastore") {
                 Some(flat) => format!(
@@ -708,7 +809,7 @@ fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
                 ),
                 None => "ipam.datastore \"kubernetes\"".to_string(),
             };
-            node_datastore(raw, Some(&said))
+            node_datastore(raw, Some(&said), source)
         }
         Some(other) => Err(Error::invalid_config(format!(
             "ipam.datastore {other:?} is not supported: leave it out (or \"file\") for the \
@@ -722,11 +823,11 @@ fn datastore(raw: &StoreKeys, origin: &Origin) -> Result<Datastore, Error> {
 /// what the node's own settings file says (`"file"` or `"etcd"` with its keys), so that a node
 /// moved from whereabouts needs no NAD edited; without that file, the embedded file store.
 /// `said` names the `"kubernetes"` key when that is what asked, to log the choice.
-fn node_datastore(raw: &StoreKeys, said: Option<&str>) -> Result<Datastore, Error> {
-    let path = node_config_dir().join(NODE_FILE);
+fn node_datastore(raw: &StoreKeys, said: Option<&str>, source: Source) -> Result<Datastore, Error> {
+    let path = node_file_path();
     let store = match read_node_file(&path)? {
         Some(store) => store,
-        None => file_datastore(raw)?,
+        None => file_datastore(raw, source)?,
     };
     if let Some(said) = said {
         let what = match &store {
@@ -746,14 +847,18 @@ fn node_datastore(raw: &StoreKeys, said: Option<&str>) -> Result<Datastore, Erro
     Ok(store)
 }
 
+/// The node's whereabouts settings file.
+fn node_file_path() -> PathBuf {
+    node_config_dir().join(NODE_FILE)
+}
+
 /// The node's settings, if the file exists: a JSON object with `datastore` ("file" or "etcd")
-/// and the store keys.
+/// and the store keys. Read as every node settings file is ([`cni::node::read_settings`]).
 fn read_node_file(path: &Path) -> Result<Option<Datastore>, Error> {
-    if !path.exists() {
+    let Some(node) = cni::node::read_settings(path)? else {
         return Ok(None);
-    }
+    };
     let what = format!("the node's whereabouts settings {}", path.display());
-    let node = read_flat_file(path, &what)?;
     let keys: StoreKeys = cni::config::typed(&Value::Object(node), "")
         .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))?;
     match keys.datastore.as_deref().map(str::trim) {
@@ -765,21 +870,165 @@ fn read_node_file(path: &Path) -> Result<Option<Datastore>, Error> {
             )))
         }
     }
-    datastore(&keys, &Origin::default())
+    datastore(&keys, &Origin::default(), Source::Node)
         .map(Some)
         .map_err(|e| Error::invalid_config(format!("{what}: {}", e.msg)))
 }
 
-fn file_datastore(raw: &StoreKeys) -> Result<Datastore, Error> {
-    let dir = non_empty(raw.store_dir.as_deref()).unwrap_or(DEFAULT_STORE_DIR);
+/// The file store: the node's own `store_dir` as it says; a network configuration's only below
+/// the directories the node allows (`store_dirs` in node.json, and the node's own store).
+fn file_datastore(raw: &StoreKeys, source: Source) -> Result<Datastore, Error> {
+    let Some(dir) = non_empty(raw.store_dir.as_deref()) else {
+        return Ok(Datastore::File {
+            dir: PathBuf::from(DEFAULT_STORE_DIR),
+        });
+    };
     if !Path::new(dir).is_absolute() {
         return Err(Error::invalid_config(format!(
             "ipam.store_dir {dir:?} must be an absolute path"
         )));
     }
+    if source == Source::Network {
+        let paths = cni::node::NodePaths::load()?;
+        let mut allowed = paths.store_dirs.clone();
+        if let Ok(Some(Datastore::File { dir })) = read_node_file(&node_file_path()) {
+            allowed.push(dir);
+        }
+        cni::node::named_path("ipam.store_dir", dir, &allowed, "store_dirs", &paths)?;
+    }
     Ok(Datastore::File {
         dir: PathBuf::from(dir),
     })
+}
+
+/// etcd: the node's own keys as they are; a network configuration gets the node's etcd, and
+/// may repeat its keys (whereabouts NADs carry them) but not change them: which cluster, which
+/// key prefix, which credentials and TLS files are the node's to say (a NAD author choosing the
+/// endpoint would make the node send requests anywhere and read any file as root). Timeouts
+/// stay the configuration's.
+fn etcd(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, Error> {
+    if source == Source::Node {
+        return Ok(Datastore::Etcd(etcd_conf(raw)?));
+    }
+    let path = node_file_path();
+    // The node's etcd: its settings file's, else the one its whereabouts flat file names.
+    let flat = origin
+        .store
+        .as_ref()
+        .zip(origin.path.as_ref())
+        .and_then(|(keys, p)| {
+            let has = keys.etcd_endpoints.as_ref().is_some_and(|v| !v.is_null())
+                || non_empty(keys.etcd_host.as_deref()).is_some();
+            has.then(|| etcd_conf(keys).ok().map(|e| (e, p.clone())))
+                .flatten()
+        });
+    let (node, path) = match (read_node_file(&path)?, flat) {
+        (Some(Datastore::Etcd(node)), _) => (node, path),
+        (_, Some((node, flat_path))) => (node, flat_path),
+        _ => {
+            return Err(Error::invalid_config(format!(
+                "ipam.datastore \"etcd\": this node has no etcd cluster set; the node's etcd \
+                 (endpoints, TLS files, credentials, prefix) is set in {} as \
+                 {{\"datastore\": \"etcd\", \"etcd_endpoints\": [...]}}, and a network \
+                 configuration may only repeat it",
+                path.display()
+            )))
+        }
+    };
+    governed_etcd(raw, node, &path)
+}
+
+/// The node's etcd with the configuration's timeouts, once every node-level key the
+/// configuration sets is found equal to the node's.
+fn governed_etcd(raw: &StoreKeys, node: EtcdConf, path: &Path) -> Result<Datastore, Error> {
+    let differs = |key: &str, shown: &str, node_key: &str, node_value: &str| {
+        Error::invalid_config(format!(
+            "ipam.{key} {shown} differs from this node's etcd ({node_key} in {}: {node_value}): \
+             a network uses the etcd cluster, TLS files and credentials its node is set up for",
+            path.display()
+        ))
+    };
+    let asked_endpoints = raw.etcd_endpoints.as_ref().is_some_and(|v| !v.is_null())
+        || non_empty(raw.etcd_host.as_deref()).is_some();
+    if asked_endpoints {
+        let mut asked = endpoints(raw)?;
+        let mut have = node.endpoints.clone();
+        asked.sort();
+        have.sort();
+        if asked != have {
+            let key = if raw.etcd_endpoints.is_some() {
+                "etcd_endpoints"
+            } else {
+                "etcd_host"
+            };
+            let shown = cni::error::quote_value(&Value::String(asked.join(",")));
+            return Err(differs(
+                key,
+                &shown,
+                "etcd_endpoints",
+                &node.endpoints.join(","),
+            ));
+        }
+    }
+    if let Some(p) = non_empty(raw.etcd_prefix.as_deref()) {
+        if etcd_prefix(Some(p))? != node.prefix {
+            return Err(differs(
+                "etcd_prefix",
+                &format!("{p:?}"),
+                "etcd_prefix",
+                &node.prefix,
+            ));
+        }
+    }
+    let files = [
+        ("etcd_ca_cert_file", &raw.etcd_ca_cert_file, &node.ca_file),
+        ("etcd_cert_file", &raw.etcd_cert_file, &node.cert_file),
+        ("etcd_key_file", &raw.etcd_key_file, &node.key_file),
+    ];
+    for (key, asked, have) in files {
+        if let Some(a) = non_empty(asked.as_deref()) {
+            if have.as_deref() != Some(Path::new(a)) {
+                let shown = have
+                    .as_ref()
+                    .map_or("none".to_string(), |h| h.display().to_string());
+                return Err(differs(key, &format!("{a:?}"), key, &shown));
+            }
+        }
+    }
+    if let Some(u) = non_empty(raw.etcd_username.as_deref()) {
+        if node.username.as_deref() != Some(u) {
+            return Err(differs(
+                "etcd_username",
+                &format!("{u:?}"),
+                "etcd_username",
+                "another",
+            ));
+        }
+    }
+    if non_empty(raw.etcd_password.as_deref()).is_some()
+        && non_empty(raw.etcd_password.as_deref()) != node.password.as_deref()
+    {
+        // Neither password is repeated.
+        return Err(differs(
+            "etcd_password",
+            "(not shown)",
+            "etcd_password",
+            "(not shown)",
+        ));
+    }
+    Ok(Datastore::Etcd(EtcdConf {
+        dial_timeout_ms: timeout(
+            "ipam.etcd_dial_timeout_ms",
+            raw.etcd_dial_timeout_ms,
+            node.dial_timeout_ms,
+        )?,
+        request_timeout_ms: timeout(
+            "ipam.etcd_request_timeout_ms",
+            raw.etcd_request_timeout_ms,
+            node.request_timeout_ms,
+        )?,
+        ..node
+    }))
 }
 
 fn etcd_conf(raw: &StoreKeys) -> Result<EtcdConf, Error> {

@@ -28,6 +28,24 @@ fn err(ipam: Value) -> Error {
     e
 }
 
+/// Parses `ipam` with the store keys of `node` in a flat file (a node's file: its keys are the
+/// node's, so etcd keys there are read as the node's settings are).
+fn try_parse_node(node: Value, ipam: Value) -> Result<WhereaboutsConf, Error> {
+    let dir = TempDir::new();
+    let path = dir.write("whereabouts.conf", &node.to_string());
+    parse_with_paths(&net_conf(ipam), &args(""), &[&path])
+}
+
+fn ok_node(node: Value) -> WhereaboutsConf {
+    try_parse_node(node, json!({"range": "10.0.0.0/24"})).unwrap()
+}
+
+fn err_node(node: Value) -> Error {
+    let e = try_parse_node(node, json!({"range": "10.0.0.0/24"})).unwrap_err();
+    assert_eq!(e.code, 7, "{}", e.msg);
+    e
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -321,14 +339,21 @@ fn cni_args_ip_and_gateway_are_static_extras() {
 fn store_dir_sets_the_file_datastore() {
     for datastore in [json!(null), json!(""), json!("file")] {
         let c = ok(json!({"range": "10.0.0.0/24", "datastore": datastore,
-            "store_dir": "/run/wb"}));
+            "store_dir": "/tmp/wb"}));
         assert_eq!(
             c.datastore,
             Datastore::File {
-                dir: PathBuf::from("/run/wb")
+                dir: PathBuf::from("/tmp/wb")
             }
         );
     }
+    // Outside the directories the node allows a network configuration to name.
+    let e = err(json!({"range": "10.0.0.0/24", "store_dir": "/run/wb"}));
+    assert!(
+        e.msg.contains("ipam.store_dir \"/run/wb\"") && e.msg.contains("store_dirs"),
+        "{}",
+        e.msg
+    );
     let e = err(json!({"range": "10.0.0.0/24", "store_dir": "relative/dir"}));
     assert!(
         e.msg.contains("ipam.store_dir \"relative/dir\""),
@@ -339,7 +364,7 @@ fn store_dir_sets_the_file_datastore() {
 
 #[test]
 fn etcd_keys_are_read_with_defaults() {
-    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "etcd",
+    let c = ok_node(json!({"datastore": "etcd",
         "etcd_endpoints": "https://e1:2379, e2:2379"}));
     let Datastore::Etcd(e) = c.datastore else {
         panic!("not etcd")
@@ -355,7 +380,7 @@ fn etcd_keys_are_read_with_defaults() {
     );
     assert_eq!((e.username, e.ca_file, e.cert_file), (None, None, None));
 
-    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "etcd",
+    let c = ok_node(json!({"datastore": "etcd",
         "etcd_endpoints": ["http://e1:2379", "http://e1:2379/"], "etcd_prefix": "/x/y/",
         "etcd_dial_timeout_ms": 100, "etcd_request_timeout_ms": 200}));
     let Datastore::Etcd(e) = c.datastore else {
@@ -370,7 +395,7 @@ fn etcd_keys_are_read_with_defaults() {
 
 #[test]
 fn legacy_etcd_keys_are_mapped() {
-    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "etcd",
+    let c = ok_node(json!({"datastore": "etcd",
         "etcd_host": "10.1.1.1:2379,https://10.1.1.2:2379", "etcd_username": "u",
         "etcd_password": "secret", "etcd_key_file": "/k.pem", "etcd_cert_file": "/c.pem",
         "etcd_ca_cert_file": "/ca.pem"}));
@@ -428,9 +453,8 @@ fn etcd_errors_name_the_key() {
             "ipam.etcd_endpoints [\"e:1\"] is set but ipam.datastore is not",
         ),
     ];
-    for (mut ipam, want) in cases {
-        ipam["range"] = json!("10.0.0.0/24");
-        let e = err(ipam);
+    for (ipam, want) in cases {
+        let e = err_node(ipam);
         assert!(e.msg.contains(want), "{} should contain {want}", e.msg);
     }
 }
@@ -443,7 +467,7 @@ fn explicit_file_datastore_ignores_etcd_keys() {
 
 #[test]
 fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
-    let c = ok(json!({"range": "10.0.0.0/24", "etcd_host": "e1:2379,e2:2379"}));
+    let c = ok_node(json!({"etcd_host": "e1:2379,e2:2379"}));
     let Datastore::Etcd(etcd) = c.datastore else {
         panic!("etcd_host alone selects etcd")
     };
@@ -453,8 +477,13 @@ fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
 #[test]
 fn datastore_kubernetes_without_a_node_setting_is_what_no_datastore_is() {
     // whereabouts' default is its cluster store too: both mean the node's store.
-    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "kubernetes", "store_dir": "/s"}));
-    assert_eq!(c.datastore, Datastore::File { dir: "/s".into() });
+    let c = ok(json!({"range": "10.0.0.0/24", "datastore": "kubernetes", "store_dir": "/tmp/s"}));
+    assert_eq!(
+        c.datastore,
+        Datastore::File {
+            dir: "/tmp/s".into()
+        }
+    );
     let e = err(json!({"range": "10.0.0.0/24", "datastore": "consul"}));
     assert!(e.msg.contains("ipam.datastore \"consul\""), "{}", e.msg);
 }
@@ -498,7 +527,7 @@ fn flat_file_keys_may_sit_in_an_ipam_object() {
     let dir = TempDir::new();
     let path = dir.write(
         "w.conf",
-        r#"{"store_dir": "/top", "ipam": {"store_dir": "/inner", "range": "10.9.0.0/24"}}"#,
+        r#"{"store_dir": "/top", "ipam": {"store_dir": "/tmp/inner", "range": "10.9.0.0/24"}}"#,
     );
     let conf = net_conf(json!({"type": "whereabouts"}));
     let c = parse_with_paths(&conf, &args(""), &[&path]).unwrap();
@@ -506,7 +535,7 @@ fn flat_file_keys_may_sit_in_an_ipam_object() {
     assert_eq!(
         c.datastore,
         Datastore::File {
-            dir: PathBuf::from("/inner")
+            dir: PathBuf::from("/tmp/inner")
         }
     );
 }
@@ -585,18 +614,64 @@ fn errors_in_flat_file_keys_say_where_they_came_from() {
 
 #[test]
 fn the_example_flat_file_points_at_etcd_over_tls() {
-    let example = concat!(
+    let example = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/examples/whereabouts.conf"
-    );
+    ))
+    .canonicalize()
+    .unwrap();
     let conf = net_conf(json!({"range": "10.0.0.0/24"}));
-    let c = parse_with_paths(&conf, &args(""), &[Path::new(example)]).unwrap();
+    let c = parse_with_paths(&conf, &args(""), &[&example]).unwrap();
     let Datastore::Etcd(e) = c.datastore else {
         panic!("the example flat file does not select etcd")
     };
     assert_eq!(e.endpoints.len(), 3);
     assert!(e.endpoints.iter().all(|u| u.starts_with("https://")));
     assert!(e.ca_file.is_some() && e.cert_file.is_some() && e.key_file.is_some());
+}
+
+#[test]
+fn a_flat_file_a_configuration_names_has_its_values_kept_out_of_errors() {
+    let dir = TempDir::new();
+    let path = dir.write("secret.json", r#"{"range": "token-5up3r-s3cret"}"#);
+    let e = err(json!({"configuration_path": path.display().to_string()}));
+    assert!(
+        e.msg.contains("ipam.range") && e.msg.contains("secret.json"),
+        "{}",
+        e.msg
+    );
+    assert!(!format!("{e:?}").contains("5up3r"), "{e:?}");
+    let e = err(json!({"range": "10.0.0.0/24", "configuration_path": "/root/secret.json"}));
+    assert!(e.msg.contains("flat_file_dirs"), "{}", e.msg);
+}
+
+#[test]
+fn a_network_configuration_cannot_choose_the_etcd_cluster() {
+    // Inline etcd keys are the NAD's; without the node's etcd they are refused, naming the key
+    // and the node's file (no /etc/multihome/whereabouts.conf on a test machine).
+    let e = err(json!({"range": "10.0.0.0/24", "datastore": "etcd",
+        "etcd_endpoints": ["http://127.0.0.1:8080"]}));
+    assert!(
+        e.msg.contains("ipam.datastore \"etcd\"") && e.msg.contains("whereabouts.conf"),
+        "{}",
+        e.msg
+    );
+    // A node file that says etcd: the NAD may repeat it, not change it.
+    let node = json!({"datastore": "etcd", "etcd_endpoints": ["https://10.0.0.11:2379"],
+        "etcd_ca_cert_file": "/etc/multihome/ca.pem"});
+    let mixed = |ipam: Value| try_parse_node(node.clone(), ipam);
+    let c = mixed(json!({"range": "10.0.0.0/24", "datastore": "etcd"}));
+    assert!(
+        matches!(
+            c,
+            Ok(WhereaboutsConf {
+                datastore: Datastore::Etcd(_),
+                ..
+            })
+        ),
+        "{c:?}"
+    );
+    let _ = mixed;
 }
 
 #[test]

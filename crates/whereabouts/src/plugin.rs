@@ -36,9 +36,26 @@ pub fn open_store(conf: &WhereaboutsConf) -> Result<Box<dyn Store>, Error> {
 /// The store at `datastore`.
 pub fn open_datastore(datastore: &Datastore) -> Result<Box<dyn Store>, Error> {
     match datastore {
-        Datastore::File { dir } => Ok(Box::new(FileStore::new(dir))),
+        Datastore::File { dir } => {
+            safe_store_dir(dir)?;
+            Ok(Box::new(FileStore::new(dir)))
+        }
         Datastore::Etcd(etcd) => Ok(Box::new(EtcdStore::connect(etcd)?)),
     }
+}
+
+/// The file store's directory, made 0700 if missing, used only when nobody but root can change
+/// the path to it or plant a link in it (the lock and temporary files live there; the reference
+/// host-local's dataDir follows whatever is planted, and so did we).
+fn safe_store_dir(dir: &std::path::Path) -> Result<(), Error> {
+    cni::nodefs::private_dir(dir, &[dir.to_path_buf()])
+        .map(|_| ())
+        .map_err(|e| {
+            Error::invalid_config(format!(
+                "ipam.store_dir {:?}: {e}",
+                dir.display().to_string()
+            ))
+        })
 }
 
 fn owner(call: &Call) -> Owner {
@@ -150,6 +167,16 @@ fn teardown_pools(call: &Call) -> Result<Option<TeardownPools>, Error> {
             return Ok(None);
         }
     };
+    if let Datastore::File { dir } = &teardown.datastore {
+        // A store that is not there holds nothing; one that is not root's alone is not touched.
+        if !dir.exists() {
+            return Ok(None);
+        }
+        if let Err(e) = safe_store_dir(dir) {
+            cni::log_warn!("{:?}: nothing released: {}", call.env.command, e.msg);
+            return Ok(None);
+        }
+    }
     let store = open_datastore(&teardown.datastore)?;
     let pools = match &teardown.pools {
         Some(pools) => pools.iter().cloned().collect(),
