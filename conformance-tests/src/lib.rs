@@ -24,6 +24,7 @@ pub mod plugin;
 pub mod process;
 pub mod runtime;
 pub mod runtime_conf;
+pub mod settings;
 pub mod tempdir;
 
 pub use error::CniError;
@@ -36,6 +37,7 @@ pub use plugin::{ours, reference, PluginDir};
 pub use process::Outcome;
 pub use runtime::{Call, Runtime};
 pub use runtime_conf::RuntimeConf;
+pub use settings::NodeSettings;
 pub use tempdir::TempDir;
 
 /// Panics unless the harness runs as root: the tests cannot run without it

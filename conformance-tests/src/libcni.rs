@@ -27,6 +27,8 @@ pub struct LibcniClient {
     cni_path: Vec<PathBuf>,
     node: PathBuf,
     work: TempDir,
+    /// What the node's runtime puts in every plugin's environment (the node's settings).
+    env: Vec<(String, String)>,
 }
 
 impl LibcniClient {
@@ -44,7 +46,15 @@ impl LibcniClient {
             cni_path,
             node: node.path().to_path_buf(),
             work: TempDir::new("libcni"),
+            env: Vec::new(),
         }
+    }
+
+    /// The same client with `key=value` in its environment, which libcni passes on to every
+    /// plugin, as a node's runtime does for the node's settings.
+    pub fn with_env(mut self, key: &str, value: &str) -> LibcniClient {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// libcni's cache directory (`CNI_CACHE_DIR`).
@@ -97,7 +107,8 @@ impl LibcniClient {
             cmd.env("PATH", path);
         }
         cmd.env("CNI_PATH", paths.join(":"))
-            .env("CNI_CACHE_DIR", self.cache_dir());
+            .env("CNI_CACHE_DIR", self.cache_dir())
+            .envs(self.env.iter().cloned());
         cmd
     }
 

@@ -47,6 +47,8 @@ pub struct Runtime {
     node: PathBuf,
     cache: ResultCache,
     calls: Mutex<Vec<Call>>,
+    /// What the node's runtime puts in every plugin's environment (the node's settings).
+    env: Vec<(String, String)>,
     _cache_dir: TempDir,
 }
 
@@ -59,8 +61,16 @@ impl Runtime {
             node: node.path().to_path_buf(),
             cache: ResultCache::new(dir.path()),
             calls: Mutex::new(Vec::new()),
+            env: Vec::new(),
             _cache_dir: dir,
         }
+    }
+
+    /// The same runtime putting `key=value` in every plugin's environment, as a node's runtime
+    /// does for the node's settings (a NAD author cannot).
+    pub fn with_env(mut self, key: &str, value: &str) -> Runtime {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// The result cache.
@@ -280,7 +290,10 @@ impl Runtime {
         vars: &CniVars,
         stdin: &Value,
     ) -> Result<Outcome, CniError> {
-        let invocation = Invocation::new(plugin)
+        let invocation = self
+            .env
+            .iter()
+            .fold(Invocation::new(plugin), |i, (k, v)| i.env(k, v))
             .in_netns_path(&self.node)
             .vars(vars)
             .stdin_json(stdin);

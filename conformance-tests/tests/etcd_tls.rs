@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use conformance_tests::etcd::TestPki;
-use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome};
+use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome};
 use serde_json::{json, Value};
 
 struct Lab {
@@ -56,8 +56,12 @@ impl Lab {
             args: String::new(),
             path: String::new(),
         };
+        // The node's administrator set up the etcd the configuration repeats.
+        let settings = NodeSettings::for_conf(conf);
+        let (k, v) = settings.env();
         Invocation::new(ours("whereabouts"))
             .in_node(&self.node)
+            .env(&k, &v)
             .vars(&vars)
             .stdin_json(conf)
             .run()

@@ -595,16 +595,33 @@ fn without_ovn_controller_add_fails_with_11_in_bounded_time_and_leaves_nothing()
         .stdin_json(&c)
         .run();
     assert!(st.ok(), "{}", st.stdout_text());
-    // NB unreachable: STATUS 50, ADD 11.
-    let gone = conf(json!({"nbdb": format!("unix:{}/nope.sock", lab.path().display())}));
+    // NB unreachable (the node's settings name a socket nobody serves): STATUS 50, ADD 11.
+    let gone_file = lab.path().join("gone-node.json");
+    let nope = format!("unix:{}/nope.sock", lab.path().display());
+    std::fs::write(&gone_file, json!({"nbdb": nope, "ovsdb": node.ovsdb()}).to_string()).unwrap();
+    let gone_env = gone_file.display().to_string();
+    let gone = c.clone();
     let st = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
         .in_node(&node.ns)
         .vars(&vars)
-        .env(&k, &v)
+        .env(&k, &gone_env)
         .stdin_json(&gone)
         .run();
     assert_eq!(st.error_code(), Some(50), "{}", st.stdout_text());
-    let add = call(&plugins, node, "ADD", &vm, "net1", "", &gone);
+    let add_vars = CniVars {
+        command: "ADD".into(),
+        container_id: vm.cid.clone(),
+        netns: vm.ns.path().display().to_string(),
+        ifname: "net1".into(),
+        path: plugins.path().display().to_string(),
+        ..CniVars::default()
+    };
+    let add = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+        .in_node(&node.ns)
+        .vars(&add_vars)
+        .env(&k, &gone_env)
+        .stdin_json(&gone)
+        .run();
     assert_eq!(add.error_code(), Some(11), "{}", add.stdout_text());
     assert!(
         add.stdout_text().contains("nope.sock"),
@@ -662,15 +679,17 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
     let plugins = plugins();
     let nad = nad_config("nad-private-overlay.yaml");
     assert_eq!(nad["type"], "ovn-k8s-cni-overlay");
-    // As written; the only addition says where this simulated node's databases are (on a real
-    // node: /etc/multihome/ovn-node.json or the Debian default sockets).
-    let on_node = |i: usize| {
-        let mut c = nad.clone();
-        c["nodeConfig"] = json!(lab.nodes[i].node_file().display().to_string());
+    // As written: where this simulated node's databases are is the node's to say, in the
+    // environment its runtime gives the plugins (on a real node: /etc/multihome/ovn-node.json
+    // or the Debian default sockets).
+    let on_node = |_: usize| {
+        let c = nad.clone();
         json!({"cniVersion": c["cniVersion"], "name": c["name"], "plugins": [c]})
     };
+    let env = |i: usize| lab.nodes[i].plugin_env();
     let (a, b) = (Vm::new("na"), Vm::new("nb"));
-    let libcni = LibcniClient::new(plugins.cni_path(), &lab.nodes[0].ns);
+    let (k0, v0) = env(0);
+    let libcni = LibcniClient::new(plugins.cni_path(), &lab.nodes[0].ns).with_env(&k0, &v0);
     let rt_a = RuntimeConf::new(&a.cid, a.ns.path(), "net1")
         .with_arg("IgnoreUnknown", "true")
         .with_arg("K8S_POD_NAMESPACE", "my-vm-namespace")
@@ -693,7 +712,8 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
     .unwrap();
     assert_eq!(ovsdb_strings(&port["port_security"]), vec![mac_a.clone()]);
 
-    let runtime = Runtime::new(plugins.cni_path(), &lab.nodes[1].ns);
+    let (k1, v1) = env(1);
+    let runtime = Runtime::new(plugins.cni_path(), &lab.nodes[1].ns).with_env(&k1, &v1);
     let rt_b = RuntimeConf::new(&b.cid, b.ns.path(), "net1")
         .with_arg("IgnoreUnknown", "true")
         .with_arg("K8S_POD_NAMESPACE", "my-vm-namespace")

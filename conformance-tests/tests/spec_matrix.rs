@@ -114,9 +114,13 @@ impl Fixture {
         }
     }
 
+    /// The node's runtime names the node's settings file; the OVN subjects' configurations
+    /// repeat it in `nodeConfig`, which a configuration may do.
     fn invoke(&self, s: &Subject, vars: &CniVars) -> Invocation {
+        let node_file = self.scratch.join("ovn-node.json");
         Invocation::new(self.plugins.plugin(s.name))
             .in_node(&self.lab.nodes[0].ns)
+            .env("MULTIHOME_OVN_NODE_CONFIG", &node_file.display().to_string())
             .vars(vars)
     }
 

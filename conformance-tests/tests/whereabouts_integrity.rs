@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome, TempDir};
+use conformance_tests::{
+    ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome, TempDir,
+};
 use ipam::range::IpRange;
 use ipam::store::{Owner, PoolId, Store, StoreError};
 use serde_json::{json, Value};
@@ -65,6 +67,8 @@ struct Campaign {
     ctr: Netns,
     etcd: Option<EtcdCluster>,
     scratch: TempDir,
+    /// The node's settings: its etcd cluster, when the campaign has one.
+    settings: NodeSettings,
 }
 
 /// One attachment as the runtime knows it.
@@ -93,11 +97,18 @@ impl Campaign {
     fn new(backend: Backend) -> Campaign {
         let node = Node::new("wb-crash");
         let etcd = matches!(backend, Backend::Etcd).then(|| EtcdCluster::start(1, &node));
+        let settings = match &etcd {
+            None => NodeSettings::empty(),
+            Some(e) => NodeSettings::for_ipam(
+                &serde_json::json!({"datastore": "etcd", "etcd_endpoints": e.endpoints()}),
+            ),
+        };
         Campaign {
             node,
             ctr: Netns::new("wb-crash-ctr"),
             etcd,
             scratch: TempDir::new("wb-crash"),
+            settings,
         }
     }
 
@@ -133,8 +144,10 @@ impl Campaign {
             ),
             path: ours("whereabouts").parent().unwrap().display().to_string(),
         };
+        let (k, v) = self.settings.env();
         Invocation::new(ours("whereabouts"))
             .in_node(&self.node)
+            .env(&k, &v)
             .vars(&vars)
             .stdin_json(&conf)
     }

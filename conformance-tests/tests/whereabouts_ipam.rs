@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use conformance_tests::{
+use conformance_tests::{NodeSettings, 
     ours, CniVars, EtcdCluster, Invocation, LibcniClient, Netns, Node, Outcome, PluginDir, Runtime,
     RuntimeConf, TempDir,
 };
@@ -23,6 +23,8 @@ struct Lab {
     node: Node,
     ctr: Netns,
     scratch: TempDir,
+    /// The node's settings: its etcd cluster, when the lab has one (a NAD only repeats it).
+    settings: NodeSettings,
 }
 
 impl Lab {
@@ -33,12 +35,26 @@ impl Lab {
     fn with(backend: Backend) -> Lab {
         let node = Node::new("wb-node");
         let etcd = matches!(backend, Backend::Etcd).then(|| EtcdCluster::start(1, &node));
+        let settings = match &etcd {
+            None => NodeSettings::empty(),
+            Some(etcd) => NodeSettings::for_ipam(&json!({"datastore": "etcd",
+                "etcd_endpoints": etcd.endpoints(), "etcd_request_timeout_ms": 3000})),
+        };
         Lab {
             etcd,
             node,
             ctr: Netns::new("wb-ctr"),
             scratch: TempDir::new("wb"),
+            settings,
         }
+    }
+
+    /// The plugin, run in the node with the node's settings named.
+    fn plugin(&self) -> Invocation {
+        let (k, v) = self.settings.env();
+        Invocation::new(ours("whereabouts"))
+            .in_node(&self.node)
+            .env(&k, &v)
     }
 
     fn store(&self) -> PathBuf {
@@ -84,8 +100,7 @@ impl Lab {
             args: args.into(),
             path: String::new(),
         };
-        let mut inv = Invocation::new(ours("whereabouts"))
-            .in_node(&self.node)
+        let mut inv = self.plugin()
             .vars(&vars)
             .stdin_json(conf);
         for (k, v) in env {
@@ -103,8 +118,7 @@ impl Lab {
             .collect();
         let mut vars = CniVars::command("GC");
         vars.path = ours("whereabouts").parent().unwrap().display().to_string();
-        Invocation::new(ours("whereabouts"))
-            .in_node(&self.node)
+        self.plugin()
             .vars(&vars)
             .stdin_json(&conf)
             .run()
@@ -319,8 +333,7 @@ fn gc_releases_reservations_of_attachments_not_in_the_valid_list(lab: Lab) {
         assert!(lab.add(cid, &conf).ok());
     }
     conf["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "net1"}]);
-    let gc = Invocation::new(ours("whereabouts"))
-        .in_node(&lab.node)
+    let gc = lab.plugin()
         .vars(&CniVars {
             path: "/nonexistent".into(),
             ..CniVars::command("GC")
@@ -344,8 +357,7 @@ fn status_is_code_50_when_the_store_is_unwritable_or_corrupt_and_corruption_is_n
     let lab = Lab::new();
     let conf = lab.conf(json!({"range": "10.91.0.0/24"}));
     let status = |conf: &Value| {
-        Invocation::new(ours("whereabouts"))
-            .in_node(&lab.node)
+        lab.plugin()
             .vars(&CniVars::command("STATUS"))
             .stdin_json(conf)
             .run()
@@ -559,8 +571,7 @@ fn stray_files_in_the_store_directory_keep_status_and_the_tool_working() {
     std::fs::write(lab.store().join("README"), "what this directory is").unwrap();
     std::fs::write(lab.store().join("notes.json~"), "{").unwrap();
     std::fs::create_dir(lab.store().join("lost+found")).unwrap();
-    let st = Invocation::new(ours("whereabouts"))
-        .in_node(&lab.node)
+    let st = lab.plugin()
         .vars(&CniVars::command("STATUS"))
         .stdin_json(&conf)
         .run();
@@ -684,19 +695,21 @@ fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
 fn status_is_code_50_when_etcd_is_unreachable() {
     let lab = Lab::with(Backend::Etcd);
     let conf = lab.conf(json!({"range": "10.94.0.0/24"}));
-    let status = |conf: &Value| {
-        Invocation::new(ours("whereabouts"))
-            .in_node(&lab.node)
+    let status = |conf: &Value, settings: &NodeSettings| {
+        let (k, v) = settings.env();
+        lab.plugin()
+            .env(&k, &v)
             .vars(&CniVars::command("STATUS"))
             .stdin_json(conf)
             .run()
     };
-    let up = status(&conf);
+    let up = status(&conf, &lab.settings);
     assert!(up.ok(), "{up}");
+    // The node's etcd is gone (its settings name a port nobody serves).
     let mut gone = conf.clone();
     gone["ipam"]["etcd_endpoints"] = json!(["http://127.0.0.1:9"]);
     gone["ipam"]["etcd_dial_timeout_ms"] = json!(500);
-    let st = status(&gone);
+    let st = status(&gone, &NodeSettings::for_conf(&gone));
     assert_eq!(st.error_code(), Some(50), "{st}");
     assert!(st.json()["msg"].as_str().unwrap().contains("etcd"), "{st}");
 }

@@ -191,13 +191,19 @@ fn ipam_configs(store: &Path) -> (Value, Value) {
     (hl, wb)
 }
 
+/// What the node's runtime adds to every plugin's environment during a section (the node's
+/// settings directory, naming its etcd cluster); empty outside it.
+static NODE_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
 fn env_for(vars: &CniVars, command: &str, cid: &str) -> Vec<(String, String)> {
-    CniVars {
+    let mut env = CniVars {
         command: command.into(),
         container_id: cid.into(),
         ..vars.clone()
     }
-    .env()
+    .env();
+    env.extend(NODE_ENV.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+    env
 }
 
 /// whereabouts (file store) ADD and DEL against host-local, alternating, as whole processes.
@@ -413,11 +419,22 @@ fn etcd_conf(endpoints: Vec<String>) -> EtcdConf {
 /// whereabouts on a 3-member etcd cluster: allocations per second with 24 concurrent clients
 /// (and the file store's for comparison), and ADD latency with 10 and 20,000 reservations.
 fn whereabouts_etcd(iterations: usize) -> String {
+    let out = whereabouts_etcd_section(iterations);
+    NODE_ENV.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    out
+}
+
+fn whereabouts_etcd_section(iterations: usize) -> String {
     let node = Node::new("bench-node");
     let ctr = Netns::new("bench-ctr");
     let scratch = TempDir::new("bench-etcd");
     let etcd = EtcdCluster::start(3, &node);
     let endpoints = etcd.endpoints();
+    // The node's administrator names the cluster; the NADs repeat it.
+    let settings = conformance_tests::NodeSettings::for_ipam(
+        &json!({"datastore": "etcd", "etcd_endpoints": endpoints}),
+    );
+    *NODE_ENV.lock().unwrap_or_else(|e| e.into_inner()) = vec![settings.env()];
     let conf = |name: &str, range: &str| {
         json!({"cniVersion": "1.0.0", "name": name, "type": "whereabouts", "ipam": {"type": "whereabouts",
             "range": range, "network_name": name, "datastore": "etcd", "etcd_endpoints": endpoints}})
@@ -1118,11 +1135,15 @@ fn ovn_overlay(iterations: usize) -> String {
     let rounds = (iterations / 4).clamp(20, 100);
     let node_path = node.ns.path().to_path_buf();
     let envs: Vec<Vec<(String, String)>> = (0..rounds + 3).map(shell_env).collect();
+    // The node's runtime names its settings file (the NADs repeat it in nodeConfig).
+    let node_env = node.plugin_env();
     let (a1, a2, d1, d2, a3, d3) = in_netns(&node_path, move || {
         for (i, shell_env) in envs.iter().enumerate() {
             let cid = format!("bench-{i}");
-            let add = env_for(&vars, "ADD", &cid);
-            let del = env_for(&vars, "DEL", &cid);
+            let mut add = env_for(&vars, "ADD", &cid);
+            let mut del = env_for(&vars, "DEL", &cid);
+            add.push(node_env.clone());
+            del.push(node_env.clone());
             let t_ours = timed_call(&plugin, &add, &stdin);
             let t_del = timed_call(&plugin, &del, &stdin);
             let t_shell = timed_call(&bash, shell_env, SHELL_ADD.as_bytes());
@@ -1202,9 +1223,11 @@ fn migration_outage(lab: &OvnLab) -> String {
             ),
             path: "/usr/lib/cni".into(),
         };
+        let (k, v) = lab.nodes[node].plugin_env();
         let out = conformance_tests::Invocation::new(plugin.clone())
             .in_node(&lab.nodes[node].ns)
             .vars(&vars)
+            .env(&k, &v)
             .stdin_json(conf)
             .run();
         assert!(out.ok(), "{cmd}: {}", out.stdout_text());

@@ -178,23 +178,28 @@ fn demo() -> usize {
         .with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"));
     print!("building the libcni 1.1.2 client (Debian's Go sources) ... ");
     let t = Instant::now();
+    // Each node's runtime tells the plugins where that node's settings are (a real node: the
+    // default /etc/multihome/ovn-node.json); a NAD does not.
     let runtimes: Vec<LibcniClient> = nodes
         .iter()
-        .map(|n| LibcniClient::new(plugins.cni_path(), n))
+        .enumerate()
+        .map(|(i, n)| {
+            let (k, v) = lab.nodes[i].plugin_env();
+            LibcniClient::new(plugins.cni_path(), n).with_env(&k, &v)
+        })
         .collect();
     println!("done in {:.1} s", t.elapsed().as_secs_f64());
 
     // The documentation's NADs, as written, except: bridge-network's IPAM says dhcp (a DHCP
     // server on the physical network); here whereabouts with the embedded file store hands out
     // addresses (the two simulated nodes share one machine, so they share the store directory;
-    // real nodes would use the etcd store). The OVN NADs get `nodeConfig`, the file that tells
-    // this simulated node where its OVS and the NB DB are (a real node uses the default sockets).
+    // real nodes would use the etcd store). The OVN NADs are as written: where this simulated
+    // node's OVS and NB DB are is in the node's settings file its runtime names.
     let bridge_nad = json!({"cniVersion": "0.3.1", "name": "bridge-network", "plugins": [{
         "type": "bridge", "bridge": "br1", "macspoofchk": true, "capabilities": {"mac": true},
         "ipam": {"type": "whereabouts", "range": RANGE, "range_end": "10.200.0.99", "gateway": ROUTER_IP, "store_dir": store.join("whereabouts")}}]});
-    let ovn_nad = |file: &str, node: usize| {
-        let mut c = nad_config(file);
-        c["nodeConfig"] = json!(lab.nodes[node].node_file());
+    let ovn_nad = |file: &str, _node: usize| {
+        let c = nad_config(file);
         json!({"cniVersion": c["cniVersion"], "name": c["name"], "plugins": [c]})
     };
     let nad_for = |net: Net, node: usize| match net {

@@ -950,12 +950,16 @@ fn governed_etcd(raw: &StoreKeys, node: EtcdConf, path: &Path) -> Result<Datasto
     };
     let asked_endpoints = raw.etcd_endpoints.as_ref().is_some_and(|v| !v.is_null())
         || non_empty(raw.etcd_host.as_deref()).is_some();
+    let mut node = node;
     if asked_endpoints {
-        let mut asked = endpoints(raw)?;
-        let mut have = node.endpoints.clone();
+        let given = endpoints(raw)?;
+        let (mut asked, mut have) = (given.clone(), node.endpoints.clone());
         asked.sort();
         have.sort();
-        if asked != have {
+        if asked == have {
+            // The same members: in the configuration's order (which it may prefer).
+            node.endpoints = given;
+        } else {
             let key = if raw.etcd_endpoints.is_some() {
                 "etcd_endpoints"
             } else {
