@@ -407,7 +407,8 @@ fn libcni_and_a_multus_shaped_call_allocate_check_and_release(lab: Lab) {
     let dir = PluginDir::ours(&["whereabouts"]);
     let list = json!({"cniVersion": "1.0.0", "name": "wb-list", "plugins": [
         {"type": "whereabouts", "ipam": lab.conf(json!({"range": "10.93.0.0/24", "gateway": "10.93.0.1"}))["ipam"].clone()}]});
-    let libcni = LibcniClient::new(dir.cni_path(), &lab.node);
+    let (k, v) = lab.settings.env();
+    let libcni = LibcniClient::new(dir.cni_path(), &lab.node).with_env(&k, &v);
     let pod = RuntimeConf::multus(
         lab.ctr.path(),
         "vms",
@@ -417,7 +418,7 @@ fn libcni_and_a_multus_shaped_call_allocate_check_and_release(lab: Lab) {
     let added = libcni.add(&list, &pod);
     assert_eq!(ip_of(&added), "10.93.0.2/24");
     assert!(libcni.check(&list, &pod).ok());
-    let runtime = Runtime::new(dir.cni_path(), &lab.node);
+    let runtime = Runtime::new(dir.cni_path(), &lab.node).with_env(&k, &v);
     let other = RuntimeConf::multus(
         lab.ctr.path(),
         "vms",

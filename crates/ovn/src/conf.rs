@@ -17,7 +17,11 @@ use serde_json::Value;
 pub const DEFAULT_NBDB: &str = "unix:/var/run/ovn/ovnnb_db.sock";
 /// The node's Open vSwitch DB of Debian's openvswitch-switch.
 pub const DEFAULT_OVSDB: &str = "unix:/var/run/openvswitch/db.sock";
-/// The per-node file (JSON: nbdb, ovsdb, readyTimeout) read when the configuration has no value.
+/// The per-node file (JSON: nbdb, ovsdb, readyTimeout) in the node's settings directory
+/// (`/etc/multihome`, or `$MULTIHOME_CONFIG_DIR`), unless `$MULTIHOME_OVN_NODE_CONFIG` names
+/// another.
+pub const NODE_CONFIG_FILE: &str = "ovn-node.json";
+/// [`NODE_CONFIG_FILE`] in the default settings directory.
 pub const DEFAULT_NODE_CONFIG: &str = "/etc/multihome/ovn-node.json";
 /// Environment variable naming another per-node file (one machine simulating several nodes).
 pub const NODE_CONFIG_ENV: &str = "MULTIHOME_OVN_NODE_CONFIG";
@@ -471,7 +475,7 @@ fn governed(key: &str, asked: Option<&str>, node: &str, node_path: &Path) -> Res
 }
 
 /// The node's settings file in effect (`$MULTIHOME_OVN_NODE_CONFIG`, which must exist, else
-/// [`DEFAULT_NODE_CONFIG`], which may be missing) and what it says, read as every node settings
+/// [`NODE_CONFIG_FILE`] in the settings directory, which may be missing) and what it says, read as every node settings
 /// file is ([`cni::node::read_settings`]: root's alone, a bounded regular file).
 fn node_settings() -> Result<(PathBuf, NodeFile), Error> {
     node_settings_from(std::env::var(NODE_CONFIG_ENV).ok())
@@ -481,7 +485,10 @@ fn node_settings() -> Result<(PathBuf, NodeFile), Error> {
 fn node_settings_from(from_env: Option<String>) -> Result<(PathBuf, NodeFile), Error> {
     let from_env = from_env.filter(|s| !s.is_empty());
     let required = from_env.is_some();
-    let path = PathBuf::from(from_env.unwrap_or_else(|| DEFAULT_NODE_CONFIG.to_string()));
+    let path = from_env.map_or_else(
+        || cni::node::settings_dir().join(NODE_CONFIG_FILE),
+        PathBuf::from,
+    );
     let map = match cni::node::read_settings(&path)? {
         Some(map) => map,
         None if !required => return Ok((path, NodeFile::default())),
