@@ -58,7 +58,9 @@ impl NodeSettings {
             return node;
         };
         let etcd = obj.get("datastore").and_then(Value::as_str) == Some("etcd")
-            || obj.get("etcd_host").is_some_and(|h| h.as_str().is_some_and(|s| !s.is_empty()));
+            || obj
+                .get("etcd_host")
+                .is_some_and(|h| h.as_str().is_some_and(|s| !s.is_empty()));
         if etcd {
             let mut keys: Map<String, Value> = NODE_KEYS
                 .iter()

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome};
+use conformance_tests::{
+    ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome,
+};
 use serde_json::{json, Value};
 
 struct Lab {

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use conformance_tests::etcd::TestPki;
-use conformance_tests::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome};
+use conformance_tests::{
+    ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome,
+};
 use serde_json::{json, Value};
 
 struct Lab {

@@ -598,7 +598,11 @@ fn without_ovn_controller_add_fails_with_11_in_bounded_time_and_leaves_nothing()
     // NB unreachable (the node's settings name a socket nobody serves): STATUS 50, ADD 11.
     let gone_file = lab.path().join("gone-node.json");
     let nope = format!("unix:{}/nope.sock", lab.path().display());
-    std::fs::write(&gone_file, json!({"nbdb": nope, "ovsdb": node.ovsdb()}).to_string()).unwrap();
+    std::fs::write(
+        &gone_file,
+        json!({"nbdb": nope, "ovsdb": node.ovsdb()}).to_string(),
+    )
+    .unwrap();
     let gone_env = gone_file.display().to_string();
     let gone = c.clone();
     let st = Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))

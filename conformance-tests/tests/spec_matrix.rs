@@ -120,7 +120,10 @@ impl Fixture {
         let node_file = self.scratch.join("ovn-node.json");
         Invocation::new(self.plugins.plugin(s.name))
             .in_node(&self.lab.nodes[0].ns)
-            .env("MULTIHOME_OVN_NODE_CONFIG", &node_file.display().to_string())
+            .env(
+                "MULTIHOME_OVN_NODE_CONFIG",
+                &node_file.display().to_string(),
+            )
             .vars(vars)
     }
 

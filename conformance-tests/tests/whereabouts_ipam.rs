@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use conformance_tests::{NodeSettings, 
-    ours, CniVars, EtcdCluster, Invocation, LibcniClient, Netns, Node, Outcome, PluginDir, Runtime,
-    RuntimeConf, TempDir,
+use conformance_tests::{
+    ours, CniVars, EtcdCluster, Invocation, LibcniClient, Netns, Node, NodeSettings, Outcome,
+    PluginDir, Runtime, RuntimeConf, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -100,9 +100,7 @@ impl Lab {
             args: args.into(),
             path: String::new(),
         };
-        let mut inv = self.plugin()
-            .vars(&vars)
-            .stdin_json(conf);
+        let mut inv = self.plugin().vars(&vars).stdin_json(conf);
         for (k, v) in env {
             inv = inv.env(k, v);
         }
@@ -118,10 +116,7 @@ impl Lab {
             .collect();
         let mut vars = CniVars::command("GC");
         vars.path = ours("whereabouts").parent().unwrap().display().to_string();
-        self.plugin()
-            .vars(&vars)
-            .stdin_json(&conf)
-            .run()
+        self.plugin().vars(&vars).stdin_json(&conf).run()
     }
 
     fn add(&self, cid: &str, conf: &Value) -> Outcome {
@@ -333,7 +328,8 @@ fn gc_releases_reservations_of_attachments_not_in_the_valid_list(lab: Lab) {
         assert!(lab.add(cid, &conf).ok());
     }
     conf["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "net1"}]);
-    let gc = lab.plugin()
+    let gc = lab
+        .plugin()
         .vars(&CniVars {
             path: "/nonexistent".into(),
             ..CniVars::command("GC")
@@ -572,7 +568,8 @@ fn stray_files_in_the_store_directory_keep_status_and_the_tool_working() {
     std::fs::write(lab.store().join("README"), "what this directory is").unwrap();
     std::fs::write(lab.store().join("notes.json~"), "{").unwrap();
     std::fs::create_dir(lab.store().join("lost+found")).unwrap();
-    let st = lab.plugin()
+    let st = lab
+        .plugin()
         .vars(&CniVars::command("STATUS"))
         .stdin_json(&conf)
         .run();

@@ -202,7 +202,13 @@ fn env_for(vars: &CniVars, command: &str, cid: &str) -> Vec<(String, String)> {
         ..vars.clone()
     }
     .env();
-    env.extend(NODE_ENV.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+    env.extend(
+        NODE_ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
     env
 }
 

@@ -142,8 +142,8 @@ impl Error {
         json!({
             "cniVersion": version.as_str(),
             "code": self.code,
-            "msg": cut(&self.msg, MAX_MSG_BYTES),
-            "details": cut(&self.details, MAX_DETAILS_BYTES),
+            "msg": printable(&self.msg, MAX_MSG_BYTES),
+            "details": printable(&self.details, MAX_DETAILS_BYTES),
         })
     }
 
@@ -184,6 +184,24 @@ pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     std::borrow::Cow::Owned(format!("{}... ({} bytes cut)", &s[..end], s.len() - end))
+}
+
+/// `s` as one line of printable text: control characters (newlines above all, which would let a
+/// peer's answer or a file's line become a line of its own where the text is shown or logged)
+/// escaped, then cut to `max` bytes.
+pub fn printable(s: &str, max: usize) -> String {
+    if !s.chars().any(char::is_control) {
+        return cut(s, max).into_owned();
+    }
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    cut(&out, max).into_owned()
 }
 
 /// A configuration value as an error message quotes it: JSON, cut to 128 bytes.
@@ -260,5 +278,17 @@ mod cut_tests {
         assert!(e.to_string().len() < MAX_MSG_BYTES + 100);
         let multibyte = "é".repeat(MAX_MSG_BYTES);
         assert!(cut(&multibyte, MAX_MSG_BYTES).len() <= MAX_MSG_BYTES + 30);
+    }
+
+    #[test]
+    fn an_error_carries_a_peers_newlines_only_escaped() {
+        let e = Error::try_again_later("etcd answered \"boom\nssh-ed25519 AAAA x\r\"")
+            .with_details("line one\nline two");
+        let json = e.to_json(Version::LATEST);
+        assert_eq!(
+            json["msg"],
+            "etcd answered \"boom\\nssh-ed25519 AAAA x\\r\""
+        );
+        assert_eq!(json["details"], "line one\\nline two");
     }
 }

@@ -158,19 +158,9 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 /// The longest message a log line carries.
 const MAX_LINE_BYTES: usize = 4096;
 
-/// `msg` as one line of printable text: control characters (newlines above all, which would let
-/// a peer's answer logged verbatim become a line of its own in the log file) escaped, cut to
-/// [`MAX_LINE_BYTES`].
+/// `msg` as one line of printable text ([`crate::error::printable`]), cut to [`MAX_LINE_BYTES`].
 fn one_line(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len().min(MAX_LINE_BYTES));
-    for c in msg.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    crate::error::cut(&out, MAX_LINE_BYTES).into_owned()
+    crate::error::printable(msg, MAX_LINE_BYTES)
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, without a date library.

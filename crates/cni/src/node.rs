@@ -118,10 +118,15 @@ impl NodePaths {
 
     /// [`NodePaths::load`] from a given file.
     pub fn load_from(file: &Path) -> Result<NodePaths, Error> {
+        match read_settings(file)? {
+            None => Ok(NodePaths::defaults(file.to_path_buf())),
+            Some(map) => NodePaths::from_settings(file, map),
+        }
+    }
+
+    /// What `node.json` says, read from `file`.
+    fn from_settings(file: &Path, map: serde_json::Map<String, Value>) -> Result<NodePaths, Error> {
         let mut paths = NodePaths::defaults(file.to_path_buf());
-        let Some(map) = read_settings(file)? else {
-            return Ok(paths);
-        };
         let raw: RawPaths = serde_json::from_value(Value::Object(map)).map_err(|e| {
             Error::invalid_config(format!("the node's settings {}: {e}", file.display()))
         })?;
@@ -193,6 +198,31 @@ pub fn named_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_node_file_parses_and_unknown_keys_are_refused() {
+        let example: Value =
+            serde_json::from_str(include_str!("../../../deploy/examples/node.json")).unwrap();
+        let Value::Object(map) = example else {
+            panic!("not an object")
+        };
+        let paths = NodePaths::from_settings(Path::new("/etc/multihome/node.json"), map).unwrap();
+        assert_eq!(
+            paths.log_file,
+            Some(PathBuf::from("/var/log/multihome/cni.log"))
+        );
+        assert_eq!(paths.store_dirs, [PathBuf::from("/var/lib/cni/multihome")]);
+        let Value::Object(bad) = serde_json::json!({"log_dir": ["/x"]}) else {
+            unreachable!()
+        };
+        let e = NodePaths::from_settings(Path::new("/n.json"), bad).unwrap_err();
+        assert!(e.msg.contains("log_dir"), "{}", e.msg);
+        let Value::Object(rel) = serde_json::json!({"store_dirs": ["x"]}) else {
+            unreachable!()
+        };
+        let e = NodePaths::from_settings(Path::new("/n.json"), rel).unwrap_err();
+        assert!(e.msg.contains("store_dirs in /n.json"), "{}", e.msg);
+    }
 
     #[test]
     fn a_named_path_must_lie_below_an_allowed_directory_as_written() {

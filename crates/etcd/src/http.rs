@@ -572,9 +572,20 @@ impl Dial for NetDialer {
             .map_err(|e| Error::Tls(format!("{}: {e}", ep.url)))?;
         let mut conn = rustls::ClientConnection::new(tls.config.clone(), name)
             .map_err(|e| Error::Tls(describe_tls(&ep.url, &e, Some(tls))))?;
+        // The whole handshake within the dial timeout, however slowly the peer answers.
+        let deadline = Instant::now() + timeout;
         while conn.is_handshaking() {
-            conn.complete_io(&mut tcp)
-                .map_err(|e| io_failure(&ep.url, "the TLS handshake", e, Some(tls)))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let step = if left.is_zero() {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the dial timeout ran out",
+                ))
+            } else {
+                tcp.set_timeouts(left)
+                    .and_then(|()| conn.complete_io(&mut tcp).map(|_| ()))
+            };
+            step.map_err(|e| io_failure(&ep.url, "the TLS handshake", e, Some(tls)))?;
         }
         Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
     }

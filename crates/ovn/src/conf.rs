@@ -499,8 +499,9 @@ fn node_settings_from(from_env: Option<String>) -> Result<(PathBuf, NodeFile), E
             )))
         }
     };
-    let node = serde_json::from_value(Value::Object(map))
-        .map_err(|e| Error::invalid_config(format!("the node's settings {}: {e}", path.display())))?;
+    let node = serde_json::from_value(Value::Object(map)).map_err(|e| {
+        Error::invalid_config(format!("the node's settings {}: {e}", path.display()))
+    })?;
     Ok((path, node))
 }
 

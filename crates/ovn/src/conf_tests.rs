@@ -137,17 +137,28 @@ fn the_node_says_which_databases_and_a_configuration_may_only_repeat_them() {
     assert!(governed("nbdb", None, "unix:/a.sock", &f).is_ok());
     let e = governed("nbdb", Some("tcp:127.0.0.1:8080"), "unix:/a.sock", &f).unwrap_err();
     assert_eq!(e.code, 7);
-    assert!(e.msg.starts_with("nbdb \"tcp:127.0.0.1:8080\" differs") && e.msg.contains("node.json"), "{}", e.msg);
+    assert!(
+        e.msg.starts_with("nbdb \"tcp:127.0.0.1:8080\" differs") && e.msg.contains("node.json"),
+        "{}",
+        e.msg
+    );
     std::fs::write(&f, r#"{"nbdbb": "x"}"#).unwrap();
     let e = node_settings_from(Some(f.display().to_string())).unwrap_err();
     assert!(e.msg.contains("nbdbb"), "{}", e.msg);
     let e = node_settings_from(Some(dir.join("missing").display().to_string())).unwrap_err();
     assert!(e.msg.contains(NODE_CONFIG_ENV), "{}", e.msg);
     // Without the environment, the default file, which may be missing.
-    assert_eq!(node_settings_from(None).unwrap().0, PathBuf::from(DEFAULT_NODE_CONFIG));
+    assert_eq!(
+        node_settings_from(None).unwrap().0,
+        PathBuf::from(DEFAULT_NODE_CONFIG)
+    );
     // A configuration's nodeConfig must be the node's file in effect.
     let e = err(json!({"nodeConfig": f.display().to_string()}));
-    assert!(e.msg.starts_with("nodeConfig") && e.msg.contains(DEFAULT_NODE_CONFIG), "{}", e.msg);
+    assert!(
+        e.msg.starts_with("nodeConfig") && e.msg.contains(DEFAULT_NODE_CONFIG),
+        "{}",
+        e.msg
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -246,5 +257,8 @@ fn teardown_dials_only_the_nodes_databases() {
     let c = json!({"cniVersion": "1.0.0", "name": "n", "type": "ovn-overlay", "mtu": 10,
         "nbdb": "tcp:127.0.0.1:8080", "ovsdb": "http://nope"});
     let t = OvnConf::for_teardown(&call_with(c, ""), Some(Topology::Layer2)).unwrap();
-    assert_eq!((t.nbdb.as_str(), t.ovsdb.as_str()), (DEFAULT_NBDB, DEFAULT_OVSDB));
+    assert_eq!(
+        (t.nbdb.as_str(), t.ovsdb.as_str()),
+        (DEFAULT_NBDB, DEFAULT_OVSDB)
+    );
 }

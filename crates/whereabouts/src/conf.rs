@@ -352,10 +352,7 @@ type FlatFile = (Map<String, Value>, PathBuf, bool);
 /// set (below the node's `flat_file_dirs`, code 7 otherwise, before the file system is looked
 /// at), else the first default path that exists, else none. Read as node settings are
 /// ([`cni::node::read_settings`]): root's alone on the whole path, a bounded regular file.
-fn flat_file(
-    inline: &Map<String, Value>,
-    defaults: &[&Path],
-) -> Result<Option<FlatFile>, Error> {
+fn flat_file(inline: &Map<String, Value>, defaults: &[&Path]) -> Result<Option<FlatFile>, Error> {
     match inline.get("configuration_path") {
         Some(Value::String(p)) if !p.trim().is_empty() => {
             let paths = cni::node::NodePaths::load()?;
