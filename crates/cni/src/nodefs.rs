@@ -368,17 +368,23 @@ fn make_dirs(resolved: &Resolved) -> Result<PathBuf, FileError> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(FileError::Io(format!("{}: {e}", dir.display()))),
         }
-        let meta = std::fs::symlink_metadata(&dir)
-            .map_err(|e| FileError::Io(format!("{}: {e}", dir.display())))?;
-        if !meta.is_dir() {
-            return Err(FileError::Refused(format!(
-                "{} is not a directory",
-                dir.display()
-            )));
-        }
-        check_dir(&dir, &meta)?;
+        existing_dir(&dir)?;
     }
     Ok(dir)
+}
+
+/// The metadata of `dir`, a directory root's alone ([`check_dir`]), not followed if a link.
+fn existing_dir(dir: &Path) -> Result<Metadata, FileError> {
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| FileError::Io(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(FileError::Refused(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    check_dir(dir, &meta)?;
+    Ok(meta)
 }
 
 /// A directory only root can write, made (0700, parents too) if missing: where a store keeps
@@ -387,15 +393,7 @@ fn make_dirs(resolved: &Resolved) -> Result<PathBuf, FileError> {
 pub fn private_dir(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, FileError> {
     let resolved = allowed(path, roots)?;
     let dir = make_dirs(&resolved)?;
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| FileError::Io(format!("{}: {e}", dir.display())))?;
-    if !meta.is_dir() {
-        return Err(FileError::Refused(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
-    }
-    check_dir(&dir, &meta)?;
+    let meta = existing_dir(&dir)?;
     if meta.mode() & GROUP_OTHER_WRITE != 0 {
         return Err(FileError::Refused(format!(
             "{} can be written by others (mode {:04o}): a store must be root's alone",
