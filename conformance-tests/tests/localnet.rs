@@ -90,14 +90,23 @@ fn a_vlan_100_vm_reaches_the_vlan_100_router_only_and_an_untagged_vm_the_untagge
         json!({"subnets": "192.168.100.0/24", "excludeSubnets": "192.168.100.0/25"}),
     );
     let (a, b) = (Vm::new("ln-a"), Vm::new("ln-b"));
+    // A NAD without mtu gets the cluster MTU: OVN-Kubernetes' default 1400 on node 0, and the
+    // 1500 node 1's settings say (its `mtu`, OVN-Kubernetes' --mtu).
+    let file = lab.nodes[1].node_file();
+    let mut node1: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    node1["mtu"] = json!(1500);
+    std::fs::write(&file, node1.to_string()).unwrap();
     let ra = ok(&add(&plugins, &lab.nodes[0], &a, &tagged));
     let rb = ok(&add(&plugins, &lab.nodes[1], &b, &untagged));
     assert_eq!(ra["ips"][0]["address"], "192.168.100.16/24");
     assert_eq!(rb["ips"][0]["address"], "192.168.100.128/24");
-    assert_eq!(
-        a.ns.run_ok(&["cat", "/sys/class/net/net1/mtu"]).trim(),
-        "1500"
-    );
+    let mtu = |vm: &Vm| {
+        vm.ns
+            .run_ok(&["cat", "/sys/class/net/net1/mtu"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!((mtu(&a), mtu(&b)), ("1400".to_string(), "1500".to_string()));
 
     assert!(
         a.reaches(ROUTER_100),

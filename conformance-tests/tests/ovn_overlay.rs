@@ -745,6 +745,38 @@ fn the_documentations_private_overlay_nad_works_as_written_under_libcni_and_a_mu
 }
 
 #[test]
+fn a_nad_written_as_ovn_kubernetes_tooling_writes_it_with_every_field_empty_works() {
+    // OVN-Kubernetes' e2e and renderers write every field, the unused ones "" or 0, and
+    // community NADs carry "ipam": {}: all of it read as absent, as OVN-Kubernetes does.
+    let lab = OvnLab::start("ovl-empty", 1);
+    let plugins = plugins();
+    let c = conf(json!({"infrastructureSubnets": "", "reservedSubnets": "",
+        "defaultGatewayIPs": "", "joinSubnet": "", "role": "", "vlanID": 0,
+        "physicalNetworkName": "", "mtu": 0, "ipam": {}, "excludeSubnets": ""}));
+    let vm = Vm::new("empty");
+    let r = step(&plugins, &lab.nodes[0], "ADD", &vm, "", &c);
+    assert_eq!(r["ips"][0]["address"], "10.200.0.1/24", "{r}");
+    assert_eq!(
+        vm.ns.run_ok(&["cat", "/sys/class/net/net1/mtu"]).trim(),
+        "1400"
+    );
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 1);
+    step(&plugins, &lab.nodes[0], "DEL", &vm, "", &c);
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+    // A set value is still refused, naming the key, and leaves nothing.
+    let set = conf(json!({"reservedSubnets": "10.200.0.0/28", "ipam": {"type": "dhcp"}}));
+    let out = call(&plugins, &lab.nodes[0], "ADD", &vm, "net1", "", &set);
+    assert_eq!(out.error_code(), Some(7), "{}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("reservedSubnets"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(!vm.ns.has_link("net1"));
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+}
+
+#[test]
 fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     let lab = OvnLab::start("ovl-full", 1);
     let plugins = plugins();

@@ -42,7 +42,7 @@ impl Claimed {
 
 #[derive(Debug)]
 enum Undo {
-    NbCreated { switch: String, port: String },
+    NbCreated { switch: String, port: Box<Port> },
     NbUpdated { before: Box<Port>, after: Box<Port> },
     OvsPort(String),
     Veth { index: u32, name: String },
@@ -110,7 +110,7 @@ impl Add<'_> {
         match &claimed {
             Claimed::Created(p) => self.undo.push(Undo::NbCreated {
                 switch: names::switch_name(&self.conf),
-                port: p.uuid.clone(),
+                port: Box::new(p.clone()),
             }),
             Claimed::Updated { before, after } => self.undo.push(Undo::NbUpdated {
                 before: Box::new(before.clone()),
@@ -409,7 +409,8 @@ impl Add<'_> {
             Undo::OvsPort(name) => self.ovs.del_port(&name),
             Undo::NbCreated { switch, port } => {
                 port::nb_conn(&mut nb, &self.conf).and_then(|nb| match nb.snapshot(&switch)? {
-                    Some(s) => nb.delete_port(&s.switch_uuid, &port),
+                    // Guarded: a port someone else took over since is theirs.
+                    Some(s) => nb.delete_port(&s.switch_uuid, &port).map(|_| ()),
                     None => Ok(()),
                 })
             }

@@ -27,10 +27,10 @@ pub const DEFAULT_NODE_CONFIG: &str = "/etc/multihome/ovn-node.json";
 pub const NODE_CONFIG_ENV: &str = "MULTIHOME_OVN_NODE_CONFIG";
 /// How long ADD waits for ovn-controller to report the port installed.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// OVN-Kubernetes' default MTU of an overlay network (1500 minus Geneve's overhead).
-pub const LAYER2_MTU: u32 = 1400;
-/// The usual MTU of a physical network.
-pub const LOCALNET_MTU: u32 = 1500;
+/// The MTU of a network whose NAD has none, unless the node's `mtu` says otherwise:
+/// OVN-Kubernetes' cluster MTU default (`config.Default.MTU`, 1500 minus Geneve's overhead),
+/// which it gives every topology, localnet included (its CUDN renderer writes 1500 explicitly).
+pub const DEFAULT_MTU: u32 = 1400;
 
 /// The network's topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,21 +79,64 @@ struct NodeFile {
     nbdb: Option<String>,
     ovsdb: Option<String>,
     ready_timeout: Option<f64>,
+    /// The cluster MTU: what a NAD without `mtu` gets (OVN-Kubernetes' `--mtu`).
+    mtu: Option<u32>,
 }
 
-/// Keys of OVN-Kubernetes that this suite does not implement: refused by name rather than
-/// silently ignored (a network that quietly lacks its join subnet is worse than an error).
+/// Keys of OVN-Kubernetes that this suite does not implement: refused by name when set rather
+/// than silently ignored (a network that quietly lacks its join subnet is worse than an error).
+/// OVN-Kubernetes' own tooling writes every field, empty ones as `""` (`omitempty` is how it
+/// reads them, and its ValidateNetConf checks only values that are set): an empty or zero value
+/// is absent here too.
 const REFUSED: &[(&str, &str)] = &[
-    (
-        "ipam",
-        "OVN networks manage their addresses with \"subnets\" (OVN-Kubernetes refuses ipam too)",
-    ),
     ("joinSubnet", "only used by primary layer3/layer2 networks"),
     ("transitSubnet", "only used by layer3 networks"),
     ("infrastructureSubnets", "only used by primary networks"),
     ("reservedSubnets", "only used by primary networks"),
     ("defaultGatewayIPs", "only used by primary networks"),
 ];
+
+/// Whether a value is set as OVN-Kubernetes reads it: not null, `""`, 0, false, `[]` or `{}`.
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Refuses the keys of [`REFUSED`] that are set, and an `ipam` with a `type`: OVN networks
+/// manage their addresses with `subnets`, and OVN-Kubernetes refuses only a set `ipam.type`
+/// (community NADs often carry `"ipam": {}`).
+fn refuse_set_keys(raw: &serde_json::Map<String, Value>) -> Result<(), Error> {
+    for (key, why) in REFUSED {
+        if let Some(v) = raw.get(*key).filter(|v| is_set(v)) {
+            return Err(Error::invalid_config(format!(
+                "{key}: {} is not supported by this plugin: {why}",
+                key_value(v)
+            )));
+        }
+    }
+    match raw.get("ipam") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(ipam)) => match ipam.get("type").filter(|t| is_set(t)) {
+            None => Ok(()),
+            Some(t) => Err(Error::invalid_config(format!(
+                "ipam.type: {} is not supported by this plugin: OVN networks manage their \
+                 addresses with \"subnets\" (OVN-Kubernetes refuses an ipam type too); leave \
+                 ipam out, or empty",
+                key_value(t)
+            ))),
+        },
+        Some(other) => Err(Error::invalid_config(format!(
+            "ipam: {} must be an object (or left out)",
+            key_value(other)
+        ))),
+    }
+}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -166,15 +209,16 @@ impl OvnConf {
     /// layer2, `localnet`: localnet; `ovn-k8s-cni-overlay`: none, the key is required).
     pub fn from_call(call: &Call, default_topology: Option<Topology>) -> Result<OvnConf, Error> {
         let raw_obj = call.conf.raw.as_object().cloned().unwrap_or_default();
-        for (key, why) in REFUSED {
-            if let Some(v) = raw_obj.get(*key) {
-                return Err(Error::invalid_config(format!(
-                    "{key}: {} is not supported by this plugin: {why}",
-                    key_value(v)
-                )));
-            }
-        }
+        refuse_set_keys(&raw_obj)?;
         let raw: Raw = call.conf.typed()?;
+        let raw = Raw {
+            role: raw.role.filter(|r| !r.is_empty()),
+            vlan_id: raw.vlan_id.filter(|&v| v != 0),
+            physical_network_name: raw.physical_network_name.filter(|p| !p.is_empty()),
+            mtu: raw.mtu.filter(|&m| m != 0),
+            ..raw
+        };
+        let (node_path, node) = node_settings()?;
         let topology = match raw.topology.as_deref() {
             Some("layer2") => Topology::Layer2,
             Some("localnet") => Topology::Localnet,
@@ -266,12 +310,8 @@ impl OvnConf {
                 )));
             }
         }
-        let default_mtu = match topology {
-            Topology::Layer2 => LAYER2_MTU,
-            Topology::Localnet => LOCALNET_MTU,
-        };
         let mtu = match raw.mtu {
-            None | Some(0) => default_mtu,
+            None => node.mtu.unwrap_or(DEFAULT_MTU),
             Some(m) if (68..=65535).contains(&m) => m as u32,
             Some(m) => {
                 return Err(Error::invalid_config(format!(
@@ -298,7 +338,6 @@ impl OvnConf {
             .physical_network_name
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| network.clone());
-        let (node_path, node) = node_settings()?;
         if let Some(asked) = raw.node_config.as_deref().filter(|p| !p.is_empty()) {
             if Path::new(asked) != node_path {
                 return Err(Error::invalid_config(format!(
@@ -411,7 +450,7 @@ impl OvnConf {
             topology,
             subnets: Vec::new(),
             exclude: Vec::new(),
-            mtu: LAYER2_MTU,
+            mtu: DEFAULT_MTU,
             allow_persistent_ips: raw.allow_persistent_ips,
             vlan: None,
             physical_network,

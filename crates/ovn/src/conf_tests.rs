@@ -54,8 +54,41 @@ fn the_documentation_nad_parses_with_ovn_kubernetes_defaults() {
     let l = parse(json!({"topology": "localnet", "vlanID": 100})).unwrap();
     assert_eq!(
         (l.mtu, l.vlan, l.physical_network.as_str()),
-        (1500, Some(100), "private-overlay")
+        (1400, Some(100), "private-overlay")
     );
+}
+
+#[test]
+fn empty_and_zero_values_are_absent_as_ovn_kubernetes_reads_them() {
+    // What OVN-Kubernetes' e2e and its renderers write: every field, the unused ones empty.
+    let empty = json!({"infrastructureSubnets": "", "reservedSubnets": "", "defaultGatewayIPs": "",
+        "joinSubnet": "", "transitSubnet": "", "role": "", "vlanID": 0,
+        "physicalNetworkName": "", "mtu": 0, "subnets": "10.1.0.0/24"});
+    let l2 = parse(empty.clone()).unwrap();
+    assert_eq!(
+        (l2.topology, l2.mtu, l2.vlan),
+        (Topology::Layer2, DEFAULT_MTU, None)
+    );
+    let mut ln = empty.clone();
+    ln["topology"] = json!("localnet");
+    let ln = parse(ln).unwrap();
+    assert_eq!(ln.physical_network, "private-overlay");
+    assert!(!ln.physical_network_explicit);
+    // Set values are still refused, naming the key.
+    for (set, key) in [
+        (json!({"reservedSubnets": "10.1.0.0/28"}), "reservedSubnets"),
+        (json!({"role": "primary"}), "role"),
+        (json!({"vlanID": 5}), "vlanID"),
+        (
+            json!({"physicalNetworkName": "phys"}),
+            "physicalNetworkName",
+        ),
+    ] {
+        assert!(err(set).msg.starts_with(key), "{key}");
+    }
+    // "ipam": {} is common in community localnet NADs; only a set ipam.type is refused.
+    assert!(parse(json!({"ipam": {}})).is_ok());
+    assert!(parse(json!({"ipam": {"type": ""}})).is_ok());
 }
 
 #[test]
@@ -90,7 +123,7 @@ fn subnets_and_excludes_are_normalised_and_checked() {
 fn refused_keys_and_values_are_named() {
     assert!(err(json!({"ipam": {"type": "static"}}))
         .msg
-        .starts_with("ipam:"));
+        .starts_with("ipam.type: \"static\""));
     assert!(err(json!({"topology": "layer3"}))
         .msg
         .contains("\"layer3\""));

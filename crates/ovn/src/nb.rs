@@ -335,17 +335,9 @@ impl Nb {
         options: &BTreeMap<String, String>,
         external_ids: &BTreeMap<String, String>,
     ) -> Result<bool, Error> {
-        let pairs = |m: &BTreeMap<String, String>| -> Value {
-            let v: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            value::str_map(&v)
-        };
+        let pairs = str_pairs;
         let txn = [
-            ops::wait_eq(
-                "Logical_Switch_Port",
-                by_uuid(&expect.uuid),
-                &["options", "external_ids"],
-                json!([{ "options": pairs(&expect.options), "external_ids": pairs(&expect.external_ids) }]),
-            ),
+            port_unchanged(expect),
             ops::update(
                 "Logical_Switch_Port",
                 by_uuid(&expect.uuid),
@@ -359,15 +351,29 @@ impl Nb {
         }
     }
 
-    /// Removes a port from its switch (the row goes with it: ports are not root rows).
-    /// Already gone is fine.
-    pub fn delete_port(&mut self, switch_uuid: &str, port_uuid: &str) -> Result<(), Error> {
-        let txn = [ops::mutate(
-            "Logical_Switch",
-            by_uuid(switch_uuid),
-            json!([["ports", "delete", value::set(vec![value::uuid(port_uuid)])]]),
-        )];
-        self.transact(&txn).map(|_| ()).map_err(err)
+    /// Removes a port from its switch (the row goes with it: ports are not root rows), if its
+    /// `options` and `external_ids` still are what was read (`expect`): Ok(false) when someone
+    /// changed them in between, e.g. another chassis rebound the port for a live migration or a
+    /// persistent claim, which a blind delete would cut off. Already gone is Ok(false) too:
+    /// the caller reads again and finds nothing to release.
+    pub fn delete_port(&mut self, switch_uuid: &str, expect: &Port) -> Result<bool, Error> {
+        let txn = [
+            port_unchanged(expect),
+            ops::mutate(
+                "Logical_Switch",
+                by_uuid(switch_uuid),
+                json!([[
+                    "ports",
+                    "delete",
+                    value::set(vec![value::uuid(&expect.uuid)])
+                ]]),
+            ),
+        ];
+        match self.transact(&txn) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_wait_failed() => Ok(false),
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// The port named `name`, anywhere.
@@ -384,6 +390,22 @@ impl Nb {
             .and_then(|r| r.first())
             .map(Port::from_row))
     }
+}
+
+/// A `wait` that the port's `options` and `external_ids` still are `expect`'s (who holds it on
+/// which chassis): what every change of a port read earlier is guarded with.
+fn port_unchanged(expect: &Port) -> Value {
+    ops::wait_eq(
+        "Logical_Switch_Port",
+        by_uuid(&expect.uuid),
+        &["options", "external_ids"],
+        json!([{ "options": str_pairs(&expect.options), "external_ids": str_pairs(&expect.external_ids) }]),
+    )
+}
+
+fn str_pairs(m: &BTreeMap<String, String>) -> Value {
+    let v: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    value::str_map(&v)
 }
 
 /// The existing switch was made for the same network as `conf` describes: NADs that share a

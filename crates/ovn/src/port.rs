@@ -120,7 +120,15 @@ pub fn release(
             .collect();
         let persistent = cur.external_ids.contains_key(names::EXT_CLAIM);
         if others.is_empty() && !persistent {
-            return nb.delete_port(&snap.switch_uuid, &cur.uuid);
+            // Guarded: a chassis that rebound the port since it was read keeps it.
+            if nb.delete_port(&snap.switch_uuid, &cur)? {
+                return Ok(());
+            }
+            match nb.port_by_name(&cur.name)? {
+                Some(p) => cur = p,
+                None => return Ok(()),
+            }
+            continue;
         }
         let mut options = cur.options.clone();
         let mut ext = cur.external_ids.clone();
