@@ -6,10 +6,8 @@ CARGO        ?= cargo
 CNI_BIN_DIR  ?= /opt/cni/bin
 DESTDIR      ?=
 SBIN_DIR     ?= /usr/local/sbin
-# The CNI executables this suite installs, and the operators' tools.
-BINS         := bridge static whereabouts ovn-overlay
-# Other names of ovn-overlay: the name it is called by sets the default topology.
-OVN_NAMES    := localnet ovn-k8s-cni-overlay
+# The operators' tools (the CNI executables, and ovn-overlay's other names, are installed by
+# deploy/install-cni.sh, as on a cluster).
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 python3 nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
@@ -43,8 +41,7 @@ build:
 ## install: the CNI executables into $(DESTDIR)$(CNI_BIN_DIR), the tools into $(DESTDIR)$(SBIN_DIR)
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(SBIN_DIR)
-	for b in $(BINS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(CNI_BIN_DIR)/$$b; done
-	for n in $(OVN_NAMES); do ln -sf ovn-overlay $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
+	sh deploy/install-cni.sh $(RELEASE_DIR) $(DESTDIR)$(CNI_BIN_DIR)
 	for b in $(TOOLS); do install -m 0755 $(RELEASE_DIR)/$$b $(DESTDIR)$(SBIN_DIR)/$$b; done
 
 ## test: unit tests and the conformance suite (real namespaces, real libcni, reference peers),
