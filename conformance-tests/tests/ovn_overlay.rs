@@ -777,6 +777,45 @@ fn a_nad_written_as_ovn_kubernetes_tooling_writes_it_with_every_field_empty_work
 }
 
 #[test]
+fn a_release_does_not_delete_a_port_another_chassis_rebound_since_it_was_read() {
+    // DEL reads the port, then deletes it when it is the only holder. If another chassis binds
+    // the port in between (a migration's target, a pod of the same name rescheduled), a blind
+    // delete cut that chassis' pod off; the release is guarded by what it read.
+    let lab = OvnLab::start("ovl-guard", 1);
+    let plugins = plugins();
+    let node = &lab.nodes[0];
+    let c = conf(json!({}));
+    let vm = Vm::new("guard");
+    step(&plugins, node, "ADD", &vm, "", &c);
+    let mut nb = ovn::nb::Nb::connect_to(&lab.nbdb(), Duration::from_secs(5)).unwrap();
+    let switch = lab.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"]);
+    let snap = nb.snapshot(switch.trim()).unwrap().expect("the switch");
+    let name = nb_json(&lab, "Logical_Switch_Port")[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = nb.port_by_name(&name).unwrap().expect("the port");
+    let token = format!("{} net1", vm.cid);
+    assert_eq!(read.holder(&node.chassis), Some(token.as_str()));
+    // Another chassis binds it after the read.
+    let at_other = format!(
+        "external_ids:\"{}\"=\"other-pod net1\"",
+        ovn::names::at_key("other")
+    );
+    let both = format!("options:requested-chassis={},other", node.chassis);
+    lab.nbctl(&["set", "Logical_Switch_Port", &name, &at_other, &both]);
+    ovn::port::release(&mut nb, &snap, &read, &node.chassis, &token).unwrap();
+    let after = lsp(&lab, &name).expect("the rebound port was deleted");
+    assert_eq!(ovsdb_map(&after["options"])["requested-chassis"], "other");
+    assert!(!ovsdb_map(&after["external_ids"]).contains_key(&ovn::names::at_key(&node.chassis)));
+    // Does release: with nobody else holding it, the same call deletes it.
+    let other = nb.port_by_name(&name).unwrap().unwrap();
+    ovn::port::release(&mut nb, &snap, &other, "other", "other-pod net1").unwrap();
+    assert!(lsp(&lab, &name).is_none());
+    step(&plugins, node, "DEL", &vm, "", &c);
+}
+
+#[test]
 fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     let lab = OvnLab::start("ovl-full", 1);
     let plugins = plugins();

@@ -4,7 +4,8 @@
 //! controller runs beside the plugin. Topology is a parameter of one model, not two copies.
 //!
 //! Owns: configuration (`conf`), naming conventions (`names`), address allocation (`alloc`),
-//! the northbound side (`nb`), the node's OVS side (`node`), and ADD/DEL/CHECK/GC/STATUS.
+//! the northbound side (`nb`), the node's OVS side (`node`), holding and releasing a logical port
+//! (`port`), and ADD/DEL/CHECK/GC/STATUS.
 
 mod add;
 pub mod alloc;
@@ -16,7 +17,7 @@ mod gc;
 pub mod names;
 pub mod nb;
 pub mod node;
-mod port;
+pub mod port;
 
 use cni::{Call, CniResult, Error, Plugin};
 

@@ -157,11 +157,15 @@ fn by_uuid(uuid: &str) -> Value {
 impl Nb {
     /// Connects to `conf.nbdb`.
     pub fn connect(conf: &OvnConf) -> Result<Nb, Error> {
-        let timeout = conf.ready_timeout.min(Duration::from_secs(10));
-        let client = Client::connect(&conf.nbdb, timeout).map_err(|e| {
+        Nb::connect_to(&conf.nbdb, conf.ready_timeout.min(Duration::from_secs(10)))
+    }
+
+    /// Connects to the northbound DB at `nbdb` (comma-separated endpoints), each attempt and
+    /// every request later bounded by `timeout`.
+    pub fn connect_to(nbdb: &str, timeout: Duration) -> Result<Nb, Error> {
+        let client = Client::connect(nbdb, timeout).map_err(|e| {
             Error::try_again_later(format!(
-                "cannot reach the OVN northbound DB at {} (nbdb): {e}",
-                conf.nbdb
+                "cannot reach the OVN northbound DB at {nbdb} (nbdb): {e}"
             ))
         })?;
         Ok(Nb { client })
