@@ -671,6 +671,151 @@ fn tcp_endpoints_inside_a_namespace_reach_the_same_database_over_ipv4_and_ipv6()
     );
 }
 
+/// A three-member NB cluster whose members talk raft over TCP, each in a namespace of its own
+/// cabled to a hub bridge, so that one can be cut off (its cable down) while clients still reach
+/// it on its unix socket: a partitioned member, as a real network makes one.
+struct TcpCluster {
+    members: Vec<NbServer>,
+    hub: Netns,
+    _ns: Vec<Netns>,
+}
+
+impl TcpCluster {
+    fn start(tag: &str) -> TcpCluster {
+        conformance_tests::require_root();
+        let hub = Netns::new(&format!("{tag}-hub"));
+        hub.run_ok(&["ip", "link", "add", "rb", "type", "bridge"]);
+        hub.run_ok(&["ip", "link", "set", "rb", "up"]);
+        let ns: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("{tag}-m{i}"))).collect();
+        for (i, m) in ns.iter().enumerate() {
+            let (outer, inner) = (format!("h{i}"), format!("r{i}"));
+            hub.run_ok(&[
+                "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ]);
+            hub.run_ok(&["ip", "link", "set", &inner, "netns", m.name()]);
+            hub.run_ok(&["ip", "link", "set", &outer, "master", "rb", "up"]);
+            let addr = format!("172.30.9.{}/24", i + 1);
+            m.run_ok(&["ip", "addr", "add", &addr, "dev", &inner]);
+            m.run_ok(&["ip", "link", "set", &inner, "up"]);
+        }
+        let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new(tag)).collect();
+        let db = |i: usize| dirs[i].join("nb.db").display().to_string();
+        let raft = |i: usize| format!("tcp:172.30.9.{}:6643", i + 1);
+        tool(&["create-cluster", &db(0), NB_SCHEMA, &raft(0)]);
+        for i in 1..3 {
+            tool(&["join-cluster", &db(i), NB, &raft(i), &raft(0)]);
+        }
+        let mut members = Vec::new();
+        for (i, dir) in dirs.into_iter().enumerate() {
+            members.push(NbServer::spawn(dir, &[], Some(&ns[i])));
+        }
+        TcpCluster {
+            members,
+            hub,
+            _ns: ns,
+        }
+    }
+
+    /// Cuts member `i` off from the others (`up`: cables it again).
+    fn cable(&self, i: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.hub
+            .run_ok(&["ip", "link", "set", &format!("h{i}"), state]);
+    }
+
+    fn endpoints(&self, order: &[usize]) -> String {
+        let list: Vec<String> = order.iter().map(|&i| self.members[i].endpoint()).collect();
+        list.join(",")
+    }
+
+    /// The member every connected member names leader, once there is one.
+    fn leader(&self, among: &[usize], within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let leaders: Vec<usize> = among
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    Client::connect(&self.members[i].endpoint(), TIMEOUT)
+                        .and_then(|mut c| c.database_status(NB))
+                        .is_ok_and(|s| s.is_connected_leader())
+                })
+                .collect();
+            if leaders.len() == 1 {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single leader among {among:?}: {leaders:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_nb_client_writes_through_the_leader_past_a_partitioned_follower_and_a_killed_leader() {
+    let mut cluster = TcpCluster::start("ovsdb-part");
+    for m in &cluster.members {
+        status_becomes(m, |s| s.connected, Duration::from_secs(20));
+    }
+    let leader = cluster.leader(&[0, 1, 2], Duration::from_secs(20));
+    let (cut, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    cluster.cable(cut, false);
+    status_becomes(
+        &cluster.members[cut],
+        |s| !s.connected,
+        Duration::from_secs(20),
+    );
+    // The partitioned follower first in the list, as a node may have it.
+    let list = cluster.endpoints(&[cut, other, leader]);
+    // What the first endpoint that connects gives: a write that never commits.
+    let mut first = Client::connect(&list, TIMEOUT).unwrap();
+    assert_eq!(first.endpoint(), cluster.members[cut].endpoint());
+    let lost = first.transact(
+        NB,
+        &[ops::insert("Logical_Switch", json!({"name": "lost"}), None)],
+    );
+    assert!(matches!(lost, Err(Error::Timeout { .. })), "{lost:?}");
+    // The leader is chosen and the write commits.
+    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(10)).unwrap();
+    assert_eq!(c.endpoint(), cluster.members[leader].endpoint());
+    insert_switch(&mut c, "through-the-leader", &[]);
+    assert!(
+        names(&mut cluster.members[other].client(), "Logical_Switch")
+            .contains(&"through-the-leader".to_string())
+    );
+
+    // Cabled again, then the leader killed: the client waits for the election and finds the
+    // new leader among the two left.
+    cluster.cable(cut, true);
+    status_becomes(
+        &cluster.members[cut],
+        |s| s.connected,
+        Duration::from_secs(20),
+    );
+    cluster.members[leader].kill();
+    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(20)).unwrap();
+    let new_leader = cluster.leader(&[cut, other], Duration::from_secs(20));
+    assert_eq!(c.endpoint(), cluster.members[new_leader].endpoint());
+    insert_switch(&mut c, "after-the-election", &[]);
+    let seen = names(&mut cluster.members[cut].client(), "Logical_Switch");
+    assert!(seen.contains(&"after-the-election".to_string()), "{seen:?}");
+
+    // No member answers: an error naming each, at once rather than at the timeout.
+    for i in [cut, other] {
+        cluster.members[i].kill();
+    }
+    let started = Instant::now();
+    let err = Client::connect_leader(&list, NB, Duration::from_secs(20)).unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A three-member clustered NB database, each member its own ovsdb-server and temp dir; the
 /// members talk raft over unix sockets.
 fn start_cluster(tag: &str) -> Vec<NbServer> {

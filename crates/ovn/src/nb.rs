@@ -160,10 +160,11 @@ impl Nb {
         Nb::connect_to(&conf.nbdb, conf.ready_timeout.min(Duration::from_secs(10)))
     }
 
-    /// Connects to the northbound DB at `nbdb` (comma-separated endpoints), each attempt and
-    /// every request later bounded by `timeout`.
+    /// Connects to the northbound DB at `nbdb` (comma-separated endpoints): its leader when it
+    /// is a cluster ([`Client::connect_leader`]: a partitioned follower would serve stale reads
+    /// and time every write out), found within `timeout`, which also bounds every request.
     pub fn connect_to(nbdb: &str, timeout: Duration) -> Result<Nb, Error> {
-        let client = Client::connect(nbdb, timeout).map_err(|e| {
+        let client = Client::connect_leader(nbdb, DB, timeout).map_err(|e| {
             Error::try_again_later(format!(
                 "cannot reach the OVN northbound DB at {nbdb} (nbdb): {e}"
             ))
