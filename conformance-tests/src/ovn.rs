@@ -94,6 +94,10 @@ pub struct OvnLab {
     pub central: Netns,
     /// The physical network: Linux bridge `sw`, one port per node (`n<i>`).
     pub phy: Netns,
+    /// In labs started with [`OvnLab::start_clustered`]: the NB and SB are three-member raft
+    /// clusters, member `i` in `raft[i]` (raft over TCP through a hub bridge in `raft_hub`).
+    pub raft: Vec<Netns>,
+    raft_hub: Option<Netns>,
     dir: TempDir,
     /// One lab at a time per process (dropped last, after the daemons and namespaces): several
     /// userspace-datapath labs on two cores starve each other's ovn-controllers and tunnels.
@@ -181,19 +185,27 @@ fn wait_for(path: &Path, what: &str) {
 impl OvnLab {
     /// Starts central DBs, northd and `n` nodes (chassis `<tag>-aN`... distinct prefixes).
     pub fn start(tag: &str, n: usize) -> OvnLab {
-        OvnLab::start_inner(tag, n, None, "netdev")
+        OvnLab::start_inner(tag, n, None, "netdev", false)
+    }
+
+    /// A lab whose central NB and SB are three-member raft clusters, as production runs them:
+    /// member `i` of both in namespace `raft[i]`, raft over TCP, clients on unix sockets
+    /// (`nbdb()` and `sbdb()` list all three); northd and the nodes' ovn-controllers get the
+    /// lists.
+    pub fn start_clustered(tag: &str, n: usize) -> OvnLab {
+        OvnLab::start_inner(tag, n, None, "netdev", true)
     }
 
     /// A lab whose nodes use the kernel datapath (the openvswitch module, kernel Geneve), as
     /// production nodes do; only kernels with those modules run it (`make test-kernel`).
     pub fn start_kernel_datapath(tag: &str, n: usize) -> OvnLab {
-        OvnLab::start_inner(tag, n, None, "system")
+        OvnLab::start_inner(tag, n, None, "system", false)
     }
 
     /// A lab whose nodes also have `bridge` (an OVS bridge on a NIC cabled to a top-of-rack
     /// switch, with the OVN bridge mapping), for localnet networks.
     pub fn start_with_tor(tag: &str, n: usize, bridge: NodeBridge) -> OvnLab {
-        OvnLab::start_inner(tag, n, Some(bridge), "netdev")
+        OvnLab::start_inner(tag, n, Some(bridge), "netdev", false)
     }
 
     fn start_inner(
@@ -201,6 +213,7 @@ impl OvnLab {
         n: usize,
         node_bridge: Option<NodeBridge>,
         datapath: &'static str,
+        clustered: bool,
     ) -> OvnLab {
         crate::require_root();
         let serial = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,9 +228,15 @@ impl OvnLab {
             _serial: serial,
             central,
             phy,
+            raft: Vec::new(),
+            raft_hub: None,
             dir,
         };
-        lab.start_central();
+        if clustered {
+            lab.start_raft_central(tag);
+        } else {
+            lab.start_central();
+        }
         if lab.node_bridge.is_some() {
             lab.start_tor(tag);
         }
@@ -240,14 +259,211 @@ impl OvnLab {
         self.dir.join("central")
     }
 
-    /// The NB endpoint (`unix:<path>`).
+    /// The NB endpoint (`unix:<path>`; in a clustered lab, the members' in order).
     pub fn nbdb(&self) -> String {
-        format!("unix:{}", self.central_dir().join("nb.sock").display())
+        self.db_endpoints("nb")
     }
 
-    /// The SB endpoint.
+    /// The SB endpoint(s).
     pub fn sbdb(&self) -> String {
-        format!("unix:{}", self.central_dir().join("sb.sock").display())
+        self.db_endpoints("sb")
+    }
+
+    fn db_endpoints(&self, db: &str) -> String {
+        if self.raft.is_empty() {
+            return format!(
+                "unix:{}",
+                self.central_dir().join(format!("{db}.sock")).display()
+            );
+        }
+        (0..self.raft.len())
+            .map(|i| self.member_endpoint(db, i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Member `i`'s client endpoint of `db` ("nb" or "sb") in a clustered lab.
+    pub fn member_endpoint(&self, db: &str, i: usize) -> String {
+        format!(
+            "unix:{}",
+            self.central_dir().join(format!("{db}{i}.sock")).display()
+        )
+    }
+
+    /// Starts the NB and SB as three-member raft clusters (raft over TCP between member
+    /// namespaces cabled to a hub bridge), then northd with both lists.
+    fn start_raft_central(&mut self, tag: &str) {
+        let c = self.central_dir();
+        std::fs::create_dir_all(&c).expect("central dir");
+        let hub = Netns::new(&format!("{tag}-rh"));
+        run(&mut in_ns(
+            &hub,
+            &["ip", "link", "add", "rb", "type", "bridge"],
+        ));
+        run(&mut in_ns(&hub, &["ip", "link", "set", "rb", "up"]));
+        for i in 0..3 {
+            let m = Netns::new(&format!("{tag}-r{i}"));
+            let (outer, inner) = (format!("h{i}"), format!("r{i}"));
+            run(&mut in_ns(
+                &hub,
+                &[
+                    "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+                ],
+            ));
+            run(&mut in_ns(
+                &hub,
+                &["ip", "link", "set", &inner, "netns", m.name()],
+            ));
+            run(&mut in_ns(
+                &hub,
+                &["ip", "link", "set", &outer, "master", "rb", "up"],
+            ));
+            let addr = format!("172.30.8.{}/24", i + 1);
+            run(&mut in_ns(&m, &["ip", "addr", "add", &addr, "dev", &inner]));
+            run(&mut in_ns(&m, &["ip", "link", "set", &inner, "up"]));
+            self.raft.push(m);
+        }
+        self.raft_hub = Some(hub);
+        for (db, schema, name, port) in [
+            (
+                "nb",
+                "/usr/share/ovn/ovn-nb.ovsschema",
+                "OVN_Northbound",
+                6643,
+            ),
+            (
+                "sb",
+                "/usr/share/ovn/ovn-sb.ovsschema",
+                "OVN_Southbound",
+                6644,
+            ),
+        ] {
+            let file = |i: usize| c.join(format!("{db}{i}.db"));
+            let raft = |i: usize| format!("tcp:172.30.8.{}:{port}", i + 1);
+            run(Command::new("ovsdb-tool")
+                .arg("create-cluster")
+                .arg(file(0))
+                .arg(schema)
+                .arg(raft(0)));
+            for i in 1..3 {
+                run(Command::new("ovsdb-tool")
+                    .arg("join-cluster")
+                    .arg(file(i))
+                    .arg(name)
+                    .arg(raft(i))
+                    .arg(raft(0)));
+            }
+            for i in 0..3 {
+                self.start_member(db, i);
+            }
+        }
+        for db in ["nb", "sb"] {
+            for i in 0..3 {
+                self.wait_member(db, i, |status| status.contains("Status: cluster member"));
+            }
+        }
+        let mut cmd = in_ns(&self.central, &["ovn-northd"]);
+        cmd.arg(format!("--ovnnb-db={}", self.nbdb()))
+            .arg(format!("--ovnsb-db={}", self.sbdb()))
+            .args(daemon_args(&c, "northd"));
+        run(&mut cmd);
+    }
+
+    /// Starts (or, after [`OvnLab::kill_member`], restarts) member `i` of `db` on its database
+    /// file: a restarted member rejoins its cluster.
+    pub fn start_member(&self, db: &str, i: usize) {
+        let c = self.central_dir();
+        let sock = c.join(format!("{db}{i}.sock"));
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = in_ns(&self.raft[i], &["ovsdb-server"]);
+        cmd.arg(c.join(format!("{db}{i}.db")))
+            .arg(format!("--remote=punix:{}", sock.display()))
+            .args(daemon_args(&c, &format!("{db}-ovsdb{i}")));
+        run(&mut cmd);
+        wait_for(&sock, "ovsdb-server");
+    }
+
+    /// `cluster/status` of member `i` of `db` ("nb" or "sb"), or "" when it does not answer.
+    pub fn cluster_status(&self, db: &str, i: usize) -> String {
+        let name = if db == "nb" {
+            "OVN_Northbound"
+        } else {
+            "OVN_Southbound"
+        };
+        let ctl = self.central_dir().join(format!("{db}-ovsdb{i}.ctl"));
+        Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(&ctl)
+            .args(["cluster/status", name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn wait_member(&self, db: &str, i: usize, want: impl Fn(&str) -> bool) {
+        let what = format!("{db} member {i} becomes what the test waits for");
+        crate::wait_until(&what, Duration::from_secs(30), || {
+            want(&self.cluster_status(db, i))
+        });
+    }
+
+    /// The member of `db` that is leader, once exactly one of the living ones says so.
+    pub fn raft_leader(&self, db: &str, among: &[usize]) -> usize {
+        let mut found = None;
+        crate::wait_until(
+            &format!("one {db} leader among {among:?}"),
+            Duration::from_secs(30),
+            || {
+                let leaders: Vec<usize> = among
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.cluster_status(db, i).contains("Role: leader"))
+                    .collect();
+                found = (leaders.len() == 1).then(|| leaders[0]);
+                found.is_some()
+            },
+        );
+        found.expect("waited for")
+    }
+
+    /// Kills member `i` of `db` (SIGKILL: a crash, not a shutdown).
+    pub fn kill_member(&self, db: &str, i: usize) {
+        let pidfile = self.central_dir().join(format!("{db}-ovsdb{i}.pid"));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("member pidfile")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    /// Cuts member namespace `i` off from the other members (`up`: cables it again); its
+    /// clients still reach it on its unix sockets, as with a real partition.
+    pub fn cable_member(&self, i: usize, up: bool) {
+        let hub = self.raft_hub.as_ref().expect("a clustered lab");
+        let state = if up { "up" } else { "down" };
+        run(&mut in_ns(
+            hub,
+            &["ip", "link", "set", &format!("h{i}"), state],
+        ));
+    }
+
+    /// Waits until member `i` of `db` says it is (`connected`) or is not connected to its
+    /// cluster.
+    pub fn wait_member_connected(&self, db: &str, i: usize, connected: bool) {
+        self.wait_member(db, i, |s| {
+            let disconnected = s.contains("disconnected from the cluster")
+                || !s.contains("Leader: ")
+                || s.contains("Leader: unknown");
+            if connected {
+                s.contains("Status: cluster member") && !disconnected
+            } else {
+                disconnected
+            }
+        });
     }
 
     fn start_central(&self) {
@@ -735,6 +951,11 @@ impl Drop for OvnLab {
         let c = self.central_dir();
         for d in ["northd", "sb-ovsdb", "nb-ovsdb"] {
             kill_pidfile(&c.join(format!("{d}.pid")));
+        }
+        for i in 0..self.raft.len() {
+            for d in ["sb-ovsdb", "nb-ovsdb"] {
+                kill_pidfile(&c.join(format!("{d}{i}.pid")));
+            }
         }
     }
 }
