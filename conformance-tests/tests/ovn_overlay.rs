@@ -815,6 +815,96 @@ fn a_release_does_not_delete_a_port_another_chassis_rebound_since_it_was_read() 
     step(&plugins, node, "DEL", &vm, "", &c);
 }
 
+/// A child process killed and reaped on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_is_status_50_and_add_5() {
+    let lab = OvnLab::start("ovl-ssl", 1);
+    let plugins = plugins();
+    let node = &lab.nodes[0];
+    let pki = conformance_tests::etcd::TestPki::generate();
+    // An ovsdb-server relay on the node serving pssl: in front of the lab's NB, as a
+    // deployment that authenticates its nodes would run one.
+    let dir = conformance_tests::TempDir::new("nb-relay");
+    let relay = std::process::Command::new("ip")
+        .args(["netns", "exec", node.ns.name(), "ovsdb-server"])
+        .arg("--remote=pssl:6641:127.0.0.1")
+        .arg(format!("--private-key={}", pki.server_key.display()))
+        .arg(format!("--certificate={}", pki.server_cert.display()))
+        .arg(format!("--ca-cert={}", pki.ca.display()))
+        .arg(format!("--unixctl={}", dir.join("ctl").display()))
+        .arg(format!("--log-file={}", dir.join("log").display()))
+        .arg("--no-chdir")
+        .arg(format!("relay:OVN_Northbound:{}", lab.nbdb()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ovsdb-server relay");
+    let _relay = Child(relay);
+    let settings = |name: &str, ca: &std::path::Path| {
+        let file = dir.join(name);
+        let s = json!({"nbdb": "ssl:127.0.0.1:6641", "ovsdb": node.ovsdb(), "sslCaCert": ca,
+            "sslCertificate": pki.client_cert, "sslPrivateKey": pki.client_key});
+        std::fs::write(&file, s.to_string()).unwrap();
+        file.display().to_string()
+    };
+    let (good, wrong) = (
+        settings("good.json", &pki.ca),
+        settings("wrong.json", &pki.other_ca),
+    );
+    let vm = Vm::new("ssl");
+    let run = |command: &str, file: &str| {
+        let vars = CniVars {
+            command: command.into(),
+            container_id: vm.cid.clone(),
+            netns: vm.ns.path().display().to_string(),
+            ifname: "net1".into(),
+            args: String::new(),
+            path: plugins.path().display().to_string(),
+        };
+        Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+            .in_node(&node.ns)
+            .vars(&vars)
+            .env("MULTIHOME_OVN_NODE_CONFIG", file)
+            .stdin_json(&conf(json!({})))
+            .run()
+    };
+    conformance_tests::wait_until(
+        "STATUS over TLS through the relay",
+        Duration::from_secs(20),
+        || run("STATUS", &good).ok(),
+    );
+    let added = run("ADD", &good);
+    assert!(added.ok(), "{}", added.stdout_text());
+    assert_eq!(added.json()["ips"][0]["address"], "10.200.0.1/24");
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 1);
+    assert!(run("DEL", &good).ok());
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+    // A CA the relay's certificate does not lead to: STATUS 50, ADD 5, both naming the file.
+    let ca = pki.other_ca.display().to_string();
+    let status = run("STATUS", &wrong);
+    assert_eq!(status.error_code(), Some(50), "{}", status.stdout_text());
+    assert!(
+        status.stdout_text().contains(&ca),
+        "{}",
+        status.stdout_text()
+    );
+    let add = run("ADD", &wrong);
+    assert_eq!(add.error_code(), Some(5), "{}", add.stdout_text());
+    assert!(add.stdout_text().contains(&ca), "{}", add.stdout_text());
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+    assert!(!vm.ns.has_link("net1"));
+}
+
 #[test]
 fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     let lab = OvnLab::start("ovl-full", 1);

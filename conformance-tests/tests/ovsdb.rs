@@ -58,6 +58,16 @@ impl NbServer {
 
     /// Serves `<dir>/nb.db` (already created) on `unix:<dir>/nb.sock` and `remotes`.
     fn spawn(dir: TempDir, remotes: &[String], netns: Option<&Netns>) -> NbServer {
+        NbServer::spawn_with_args(dir, remotes, netns, &[])
+    }
+
+    /// [`NbServer::spawn`] with more options (`--private-key`, ...).
+    fn spawn_with_args(
+        dir: TempDir,
+        remotes: &[String],
+        netns: Option<&Netns>,
+        args: &[String],
+    ) -> NbServer {
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -73,6 +83,7 @@ impl NbServer {
             .arg(format!("--pidfile={}", path("pid")))
             .arg("--no-chdir")
             .arg(format!("--log-file={}", path("log")))
+            .args(args)
             .arg(path("nb.db"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -671,6 +682,60 @@ fn tcp_endpoints_inside_a_namespace_reach_the_same_database_over_ipv4_and_ipv6()
     );
 }
 
+#[test]
+fn an_ssl_endpoint_speaks_tls_with_the_ca_the_certificate_and_the_key_and_refuses_another_ca() {
+    let pki = conformance_tests::etcd::TestPki::generate();
+    let ns = Netns::new("ovsdb-ssl");
+    let dir = TempDir::new("ovsdb-ssl");
+    let db = dir.join("nb.db").display().to_string();
+    tool(&["create", &db, NB_SCHEMA]);
+    let args = [
+        format!("--private-key={}", pki.server_key.display()),
+        format!("--certificate={}", pki.server_cert.display()),
+        format!("--ca-cert={}", pki.ca.display()),
+    ];
+    let server =
+        NbServer::spawn_with_args(dir, &["pssl:6640:127.0.0.1".to_string()], Some(&ns), &args);
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let tls = |ca: &std::path::Path| {
+        ovsdb::TlsConfig::from_pem(&read(ca), &read(&pki.client_cert), &read(&pki.client_key))
+            .unwrap()
+    };
+    let (good, other) = (tls(&pki.ca), tls(&pki.other_ca));
+    let inside = netns::NetNs::open(ns.path()).expect("open the test namespace");
+    let (dbs, wrong_ca, plain, no_tls) = inside
+        .run(move || {
+            let deadline = Instant::now() + START_TIMEOUT;
+            let mut c = loop {
+                match Client::connect_tls("ssl:127.0.0.1:6640", TIMEOUT, Some(&good)) {
+                    Ok(c) => break c,
+                    Err(e) if Instant::now() > deadline => panic!("ssl:127.0.0.1:6640: {e}"),
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            let uuid = insert_switch(&mut c, "over-tls", &[]);
+            let dbs = (c.list_dbs().unwrap(), uuid);
+            let wrong = Client::connect_tls("ssl:127.0.0.1:6640", TIMEOUT, Some(&other));
+            // Plain TCP to the TLS port gets no answer it can read; ssl: without a
+            // configuration is refused before anything is sent.
+            let plain =
+                Client::connect("tcp:127.0.0.1:6640", TIMEOUT).and_then(|mut c| c.list_dbs());
+            let no_tls = Client::connect("ssl:127.0.0.1:6640", TIMEOUT);
+            (dbs, wrong.err(), plain.err(), no_tls.err())
+        })
+        .expect("enter the test namespace");
+    assert!(dbs.0.contains(&NB.to_string()), "{:?}", dbs.0);
+    let mut local = server.client();
+    let found = rows(&mut local, "Logical_Switch", by_name("over-tls"));
+    assert_eq!(value::as_uuid(&found[0]["_uuid"]), Some(dbs.1));
+    assert!(
+        matches!(&wrong_ca, Some(Error::Tls { what, .. }) if what.contains("UnknownIssuer") || what.contains("certificate")),
+        "{wrong_ca:?}"
+    );
+    assert!(plain.is_some(), "plain TCP was answered by the TLS port");
+    assert!(no_tls.is_some_and(|e| e.to_string().contains("CA certificate")));
+}
+
 /// A three-member NB cluster whose members talk raft over TCP, each in a namespace of its own
 /// cabled to a hub bridge, so that one can be cut off (its cable down) while clients still reach
 /// it on its unix socket: a partitioned member, as a real network makes one.
@@ -778,7 +843,7 @@ fn the_nb_client_writes_through_the_leader_past_a_partitioned_follower_and_a_kil
     );
     assert!(matches!(lost, Err(Error::Timeout { .. })), "{lost:?}");
     // The leader is chosen and the write commits.
-    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(10)).unwrap();
+    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(10), None).unwrap();
     assert_eq!(c.endpoint(), cluster.members[leader].endpoint());
     insert_switch(&mut c, "through-the-leader", &[]);
     assert!(
@@ -795,7 +860,7 @@ fn the_nb_client_writes_through_the_leader_past_a_partitioned_follower_and_a_kil
         Duration::from_secs(20),
     );
     cluster.members[leader].kill();
-    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(20)).unwrap();
+    let mut c = Client::connect_leader(&list, NB, Duration::from_secs(20), None).unwrap();
     let new_leader = cluster.leader(&[cut, other], Duration::from_secs(20));
     assert_eq!(c.endpoint(), cluster.members[new_leader].endpoint());
     insert_switch(&mut c, "after-the-election", &[]);
@@ -807,7 +872,7 @@ fn the_nb_client_writes_through_the_leader_past_a_partitioned_follower_and_a_kil
         cluster.members[i].kill();
     }
     let started = Instant::now();
-    let err = Client::connect_leader(&list, NB, Duration::from_secs(20)).unwrap_err();
+    let err = Client::connect_leader(&list, NB, Duration::from_secs(20), None).unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -81,6 +81,87 @@ struct NodeFile {
     ready_timeout: Option<f64>,
     /// The cluster MTU: what a NAD without `mtu` gets (OVN-Kubernetes' `--mtu`).
     mtu: Option<u32>,
+    /// For `ssl:` endpoints: the CA certificate, the node's certificate and its key (PEM), as
+    /// ovn-controller's `--ca-cert`, `--certificate` and `--private-key`.
+    ssl_ca_cert: Option<PathBuf>,
+    ssl_certificate: Option<PathBuf>,
+    ssl_private_key: Option<PathBuf>,
+}
+
+/// The node's TLS files for `ssl:` endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `sslCaCert`.
+    pub ca_cert: PathBuf,
+    /// `sslCertificate`.
+    pub certificate: PathBuf,
+    /// `sslPrivateKey`.
+    pub private_key: PathBuf,
+    /// The per-node file that named them.
+    pub node_file: PathBuf,
+}
+
+impl TlsFiles {
+    /// The three files, all set or none (7 naming the node file otherwise).
+    fn from_node(node: &NodeFile, node_file: &Path) -> Result<Option<TlsFiles>, Error> {
+        match (
+            &node.ssl_ca_cert,
+            &node.ssl_certificate,
+            &node.ssl_private_key,
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                ca_cert: ca.clone(),
+                certificate: cert.clone(),
+                private_key: key.clone(),
+                node_file: node_file.to_path_buf(),
+            })),
+            _ => Err(Error::invalid_config(format!(
+                "the node's settings {}: sslCaCert, sslCertificate and sslPrivateKey go together",
+                node_file.display()
+            ))),
+        }
+    }
+
+    /// The TLS client configuration, the files read as node files are ([`cni::nodefs::read`]).
+    /// Code 5 naming the file at fault.
+    pub fn load(&self) -> Result<ovsdb::TlsConfig, Error> {
+        let read = |key: &str, path: &Path| {
+            cni::nodefs::read(path, false).map_err(|e| {
+                Error::io(format!(
+                    "{key} {}: cannot read it: {e} (in {})",
+                    path.display(),
+                    self.node_file.display()
+                ))
+            })
+        };
+        let ca = read("sslCaCert", &self.ca_cert)?;
+        let cert = read("sslCertificate", &self.certificate)?;
+        let key = read("sslPrivateKey", &self.private_key)?;
+        ovsdb::TlsConfig::from_pem(&ca, &cert, &key).map_err(|(input, why)| {
+            let (key, path) = self.named(input);
+            Error::io(format!("{key} {}: {why}", path.display()))
+        })
+    }
+
+    /// The key and file an input is.
+    pub fn named(&self, input: ovsdb::TlsInput) -> (&'static str, &Path) {
+        match input {
+            ovsdb::TlsInput::CaCert => ("sslCaCert", &self.ca_cert),
+            ovsdb::TlsInput::Certificate => ("sslCertificate", &self.certificate),
+            ovsdb::TlsInput::PrivateKey => ("sslPrivateKey", &self.private_key),
+        }
+    }
+
+    /// What a failed handshake says: the files to look at.
+    pub fn handshake_failed(&self, endpoint: &str, what: &str) -> Error {
+        Error::io(format!(
+            "TLS with {endpoint} failed: {what} (sslCaCert {}, sslCertificate {}, sslPrivateKey {})",
+            self.ca_cert.display(),
+            self.certificate.display(),
+            self.private_key.display()
+        ))
+    }
 }
 
 /// Keys of OVN-Kubernetes that this suite does not implement: refused by name when set rather
@@ -159,6 +240,8 @@ pub struct OvnConf {
     pub physical_network_explicit: bool,
     pub nbdb: String,
     pub ovsdb: String,
+    /// The node's TLS files, for `ssl:` endpoints.
+    pub tls: Option<TlsFiles>,
     pub ready_timeout: Duration,
     /// The MAC requested by the runtime (CNI_ARGS MAC, args.cni.mac, runtimeConfig.mac).
     pub mac: Option<Mac>,
@@ -357,12 +440,13 @@ impl OvnConf {
                 )))
             }
         };
+        let tls = TlsFiles::from_node(&node, &node_path)?;
         let node_nbdb = node.nbdb.unwrap_or_else(|| DEFAULT_NBDB.to_string());
         let node_ovsdb = node.ovsdb.unwrap_or_else(|| DEFAULT_OVSDB.to_string());
         governed("nbdb", raw.nbdb.as_deref(), &node_nbdb, &node_path)?;
         governed("ovsdb", raw.ovsdb.as_deref(), &node_ovsdb, &node_path)?;
         let (nbdb, ovsdb) = (node_nbdb, node_ovsdb);
-        check_endpoints(&nbdb, &ovsdb)?;
+        check_endpoints(&nbdb, &ovsdb, tls.is_some(), &node_path)?;
         let mac = requested_mac(call)?;
         let claim = match call.conf.args_cni("ipam-claim-reference") {
             None | Some(Value::Null) => None,
@@ -387,6 +471,7 @@ impl OvnConf {
             physical_network_explicit,
             nbdb,
             ovsdb,
+            tls,
             ready_timeout,
             mac,
             claim,
@@ -439,10 +524,11 @@ impl OvnConf {
             .unwrap_or_else(|| format!("default/{network}"));
         // Only the node's databases: a configuration naming others was refused at ADD, and
         // what it names is never dialled.
-        let (_, node) = node_settings()?;
+        let (node_path, node) = node_settings()?;
+        let tls = TlsFiles::from_node(&node, &node_path)?;
         let nbdb = node.nbdb.unwrap_or_else(|| DEFAULT_NBDB.to_string());
         let ovsdb = node.ovsdb.unwrap_or_else(|| DEFAULT_OVSDB.to_string());
-        check_endpoints(&nbdb, &ovsdb)?;
+        check_endpoints(&nbdb, &ovsdb, tls.is_some(), &node_path)?;
         let physical_network = text(raw.physical_network_name).unwrap_or_else(|| network.clone());
         Ok(OvnConf {
             network,
@@ -457,6 +543,7 @@ impl OvnConf {
             physical_network_explicit: false,
             nbdb,
             ovsdb,
+            tls,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             mac: requested_mac(call).ok().flatten(),
             claim: match call.conf.args_cni("ipam-claim-reference") {
@@ -481,16 +568,27 @@ impl OvnConf {
     }
 }
 
-fn check_endpoints(nbdb: &str, ovsdb: &str) -> Result<(), Error> {
+fn check_endpoints(nbdb: &str, ovsdb: &str, tls: bool, node_file: &Path) -> Result<(), Error> {
     for (key, v) in [("nbdb", nbdb), ("ovsdb", ovsdb)] {
+        let mut ssl = false;
         let ok = v.split(',').all(|e| {
             let e = e.trim();
+            let is_ssl = e.strip_prefix("ssl:").is_some_and(|p| p.contains(':'));
+            ssl |= is_ssl;
             e.strip_prefix("unix:").is_some_and(|p| !p.is_empty())
                 || e.strip_prefix("tcp:").is_some_and(|p| p.contains(':'))
+                || is_ssl
         });
         if !ok {
             return Err(Error::invalid_config(format!(
-                "{key}: {v:?} is not a list of unix:PATH or tcp:IP:PORT endpoints"
+                "{key}: {v:?} is not a list of unix:PATH, tcp:IP:PORT or ssl:IP:PORT endpoints"
+            )));
+        }
+        if ssl && !tls {
+            return Err(Error::invalid_config(format!(
+                "{key}: {v:?} has ssl: endpoints, which need sslCaCert, sslCertificate and \
+                 sslPrivateKey in the node's settings {}",
+                node_file.display()
             )));
         }
     }

@@ -22,6 +22,26 @@ pub const DB: &str = "OVN_Northbound";
 /// How long optimistic retries may go on before "try again later".
 const CONTENTION_BUDGET: Duration = Duration::from_secs(10);
 
+/// Why a connection to NB failed: TLS (a file to fix, code 5) or anything else.
+#[derive(Debug)]
+enum ConnectError {
+    Tls { endpoint: String, what: String },
+    Other(ovsdb::Error),
+}
+
+impl ConnectError {
+    fn into_error(self, nbdb: &str) -> Error {
+        match self {
+            ConnectError::Tls { endpoint, what } => Error::io(format!(
+                "TLS with the OVN northbound DB at {endpoint} failed: {what}"
+            )),
+            ConnectError::Other(e) => Error::try_again_later(format!(
+                "cannot reach the OVN northbound DB at {nbdb} (nbdb): {e}"
+            )),
+        }
+    }
+}
+
 /// An OVSDB failure on the northbound DB: unreachable is "try again later" (11), the rest 999.
 pub fn err(e: ovsdb::Error) -> Error {
     if e.is_unavailable() {
@@ -155,21 +175,44 @@ fn by_uuid(uuid: &str) -> Value {
 }
 
 impl Nb {
-    /// Connects to `conf.nbdb`.
+    /// Connects to `conf.nbdb`, with the node's TLS files for `ssl:` endpoints.
     pub fn connect(conf: &OvnConf) -> Result<Nb, Error> {
-        Nb::connect_to(&conf.nbdb, conf.ready_timeout.min(Duration::from_secs(10)))
+        let tls = conf
+            .tls
+            .as_ref()
+            .map(crate::conf::TlsFiles::load)
+            .transpose()?;
+        Nb::connect_with(
+            &conf.nbdb,
+            conf.ready_timeout.min(Duration::from_secs(10)),
+            tls.as_ref(),
+        )
+        .map_err(|e| match (&e, &conf.tls) {
+            (ConnectError::Tls { endpoint, what }, Some(files)) => {
+                files.handshake_failed(endpoint, what)
+            }
+            _ => e.into_error(&conf.nbdb),
+        })
     }
 
-    /// Connects to the northbound DB at `nbdb` (comma-separated endpoints): its leader when it
-    /// is a cluster ([`Client::connect_leader`]: a partitioned follower would serve stale reads
-    /// and time every write out), found within `timeout`, which also bounds every request.
+    /// Connects to the northbound DB at `nbdb` (comma-separated endpoints), without TLS.
     pub fn connect_to(nbdb: &str, timeout: Duration) -> Result<Nb, Error> {
-        let client = Client::connect_leader(nbdb, DB, timeout).map_err(|e| {
-            Error::try_again_later(format!(
-                "cannot reach the OVN northbound DB at {nbdb} (nbdb): {e}"
-            ))
-        })?;
-        Ok(Nb { client })
+        Nb::connect_with(nbdb, timeout, None).map_err(|e| e.into_error(nbdb))
+    }
+
+    /// Connects to its leader when it is a cluster ([`Client::connect_leader`]: a partitioned
+    /// follower would serve stale reads and time every write out), found within `timeout`,
+    /// which also bounds every request.
+    fn connect_with(
+        nbdb: &str,
+        timeout: Duration,
+        tls: Option<&ovsdb::TlsConfig>,
+    ) -> Result<Nb, ConnectError> {
+        match Client::connect_leader(nbdb, DB, timeout, tls) {
+            Ok(client) => Ok(Nb { client }),
+            Err(ovsdb::Error::Tls { endpoint, what }) => Err(ConnectError::Tls { endpoint, what }),
+            Err(e) => Err(ConnectError::Other(e)),
+        }
     }
 
     fn transact(&mut self, ops: &[Value]) -> Result<Vec<Value>, ovsdb::Error> {

@@ -69,15 +69,26 @@ pub fn parse_mappings(s: &str) -> BTreeMap<String, String> {
 }
 
 impl Ovs {
-    /// Connects to `conf.ovsdb`.
+    /// Connects to `conf.ovsdb`, with the node's TLS files for `ssl:` endpoints.
     pub fn connect(conf: &OvnConf) -> Result<Ovs, Error> {
         let timeout = conf.ready_timeout.min(Duration::from_secs(10));
-        let client = Client::connect(&conf.ovsdb, timeout).map_err(|e| {
-            Error::try_again_later(format!(
-                "cannot reach this node's Open vSwitch DB at {} (ovsdb): {e}",
-                conf.ovsdb
-            ))
-        })?;
+        let tls = conf
+            .tls
+            .as_ref()
+            .map(crate::conf::TlsFiles::load)
+            .transpose()?;
+        let client =
+            Client::connect_tls(&conf.ovsdb, timeout, tls.as_ref()).map_err(|e| {
+                match (e, &conf.tls) {
+                    (ovsdb::Error::Tls { endpoint, what }, Some(files)) => {
+                        files.handshake_failed(&endpoint, &what)
+                    }
+                    (e, _) => Error::try_again_later(format!(
+                        "cannot reach this node's Open vSwitch DB at {} (ovsdb): {e}",
+                        conf.ovsdb
+                    )),
+                }
+            })?;
         Ok(Ovs {
             client,
             endpoint: conf.ovsdb.clone(),

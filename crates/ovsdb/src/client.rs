@@ -56,10 +56,21 @@ impl Client {
     /// `timeout` bounds each connect and, later, every request. When no endpoint connects the
     /// error is [`Error::Io`] naming each endpoint and its failure.
     pub fn connect(endpoints: &str, timeout: Duration) -> Result<Client, Error> {
+        Client::connect_tls(endpoints, timeout, None)
+    }
+
+    /// [`Client::connect`] where `ssl:HOST:PORT` endpoints are spoken with `tls`. A failed
+    /// TLS handshake (a server whose chain does not lead to the CA, a client certificate the
+    /// server refuses) is [`Error::Tls`] when no endpoint connected.
+    pub fn connect_tls(
+        endpoints: &str,
+        timeout: Duration,
+        tls: Option<&crate::TlsConfig>,
+    ) -> Result<Client, Error> {
         let list = endpoint::parse_list(endpoints)?;
         let mut failures = Vec::new();
         for (text, endpoint) in list {
-            match endpoint.connect(timeout.max(MIN_WAIT)) {
+            match endpoint.connect(timeout.max(MIN_WAIT), tls) {
                 Ok(stream) => return Ok(Client::from_stream(stream, text, timeout)),
                 Err(e) => failures.push((text, e)),
             }
@@ -377,7 +388,17 @@ fn is_retry(e: &io::Error) -> bool {
 
 /// The error for a list of endpoints none of which connected: the single failure as it is, or
 /// one naming every endpoint and why it failed.
-fn unreachable(endpoints: &str, mut failures: Vec<(String, io::Error)>) -> Error {
+pub(crate) fn unreachable(endpoints: &str, mut failures: Vec<(String, io::Error)>) -> Error {
+    // A handshake that failed is a configuration to fix, not a server to wait for.
+    if let Some((endpoint, e)) = failures
+        .iter()
+        .find(|(_, e)| e.get_ref().is_some_and(|i| i.is::<rustls::Error>()))
+    {
+        return Error::Tls {
+            endpoint: endpoint.clone(),
+            what: e.to_string(),
+        };
+    }
     if failures.len() == 1 {
         let (endpoint, source) = failures.remove(0);
         return Error::Io { endpoint, source };

@@ -449,7 +449,7 @@ fn connect_takes_the_first_endpoint_that_answers_and_names_all_that_did_not() {
     assert!(text.contains("missing.sock: No such file"), "{text}");
     assert!(text.contains("other.sock: No such file"), "{text}");
 
-    let err = Client::connect("unix:/nonexistent/x.sock,ssl:127.0.0.1:6641", secs(1)).unwrap_err();
+    let err = Client::connect("unix:/nonexistent/x.sock,pssl:127.0.0.1:6641", secs(1)).unwrap_err();
     assert!(
         matches!(err, Error::Endpoint { .. }) && !err.is_unavailable(),
         "{err:?}"

@@ -4,8 +4,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::tls::TlsConfig;
 use crate::Error;
 
 /// One parsed endpoint.
@@ -15,6 +16,8 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// `tcp:HOST:PORT`, `tcp:[IPV6]:PORT`; the host is resolved at connect time.
     Tcp { host: String, port: u16 },
+    /// `ssl:HOST:PORT`: TCP, then TLS with the client's [`TlsConfig`].
+    Ssl { host: String, port: u16 },
 }
 
 /// Splits a comma-separated endpoint list and parses every entry; an unusable entry fails the
@@ -47,7 +50,12 @@ pub(crate) fn parse(s: &str) -> Result<Endpoint, Error> {
         }
         return Ok(Endpoint::Unix(PathBuf::from(path)));
     }
-    let Some(rest) = s.strip_prefix("tcp:") else {
+    let (rest, ssl) = match (s.strip_prefix("tcp:"), s.strip_prefix("ssl:")) {
+        (Some(rest), _) => (Some(rest), false),
+        (None, Some(rest)) => (Some(rest), true),
+        _ => (None, false),
+    };
+    let Some(rest) = rest else {
         let what = match s.split_once(':') {
             Some((scheme, _)) => format!("unsupported scheme {scheme:?}"),
             None => "no scheme".to_string(),
@@ -76,9 +84,11 @@ pub(crate) fn parse(s: &str) -> Result<Endpoint, Error> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| bad("port is not a number in 1..65535"))?;
-    Ok(Endpoint::Tcp {
-        host: host.to_string(),
-        port,
+    let host = host.to_string();
+    Ok(if ssl {
+        Endpoint::Ssl { host, port }
+    } else {
+        Endpoint::Tcp { host, port }
     })
 }
 
@@ -87,31 +97,63 @@ pub(crate) fn parse(s: &str) -> Result<Endpoint, Error> {
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Endpoint {
-    /// Connects, bounded by `timeout` for tcp (a unix connect to a listening socket does not
-    /// wait on the network).
-    pub(crate) fn connect(&self, timeout: Duration) -> io::Result<Stream> {
+    /// Connects, bounded by `timeout` for tcp and ssl, the TLS handshake included (a unix
+    /// connect to a listening socket does not wait on the network). An `ssl:` endpoint needs
+    /// `tls`; a failed handshake is an error whose source is the [`rustls::Error`].
+    pub(crate) fn connect(&self, timeout: Duration, tls: Option<&TlsConfig>) -> io::Result<Stream> {
         match self {
             Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
-            Endpoint::Tcp { host, port } => {
-                let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
-                for addr in addrs {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(s) => {
-                            // Requests are small and each waits for its reply: never delay them.
-                            s.set_nodelay(true)?;
-                            return Ok(Stream::Tcp(s));
-                        }
-                        Err(e) => last = e,
+            Endpoint::Tcp { host, port } => tcp(host, *port, timeout).map(Stream::Tcp),
+            Endpoint::Ssl { host, port } => {
+                let Some(tls) = tls else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "an ssl: endpoint needs a CA certificate, a certificate and a private key",
+                    ));
+                };
+                let deadline = Instant::now() + timeout;
+                let mut sock = tcp(host, *port, timeout)?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let mut conn = rustls::ClientConnection::new(tls.config.clone(), name)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                while conn.is_handshaking() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the TLS handshake did not finish in time",
+                        ));
                     }
+                    sock.set_read_timeout(Some(left))?;
+                    sock.set_write_timeout(Some(left))?;
+                    conn.complete_io(&mut sock)?;
                 }
-                Err(last)
+                Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
             }
         }
     }
+}
+
+/// A TCP connection to `host:port`, each address tried within `timeout`.
+fn tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                // Requests are small and each waits for its reply: never delay them.
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl Stream {
@@ -119,6 +161,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(t),
             Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Tls(s) => s.sock.set_read_timeout(t),
         }
     }
 
@@ -126,6 +169,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_write_timeout(t),
             Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Tls(s) => s.sock.set_write_timeout(t),
         }
     }
 
@@ -134,6 +178,7 @@ impl Stream {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) => s.sock.shutdown(std::net::Shutdown::Both),
         };
     }
 }
@@ -143,6 +188,7 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -152,6 +198,7 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -159,6 +206,7 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.flush(),
             Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }

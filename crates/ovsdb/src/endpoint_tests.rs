@@ -23,11 +23,19 @@ fn parses_unix_tcp_and_bracketed_ipv6() {
     assert_eq!(parse("tcp:192.0.2.1:6641").unwrap(), tcp("192.0.2.1", 6641));
     assert_eq!(parse("tcp:[fd00::1]:6641").unwrap(), tcp("fd00::1", 6641));
     assert_eq!(parse("tcp:ovn-nb:6641").unwrap(), tcp("ovn-nb", 6641));
+    assert_eq!(
+        parse("ssl:192.0.2.1:6641").unwrap(),
+        Endpoint::Ssl {
+            host: "192.0.2.1".into(),
+            port: 6641
+        }
+    );
 }
 
 #[test]
 fn rejects_unusable_endpoints_with_the_reason() {
-    assert!(what("ssl:192.0.2.1:6641").contains("unsupported scheme \"ssl\""));
+    assert!(what("pssl:192.0.2.1:6641").contains("unsupported scheme \"pssl\""));
+    assert_eq!(what("ssl:192.0.2.1"), "no :PORT");
     assert_eq!(what("/run/nb.sock"), "no scheme");
     assert_eq!(what("unix:"), "empty socket path");
     assert_eq!(what("tcp:192.0.2.1"), "no :PORT");
@@ -50,8 +58,8 @@ fn splits_a_list_and_fails_it_whole_on_one_bad_entry() {
         ]
     );
     assert!(matches!(
-        parse_list("unix:/a,ssl:127.0.0.1:1"),
-        Err(Error::Endpoint { endpoint, .. }) if endpoint == "ssl:127.0.0.1:1"
+        parse_list("unix:/a,pssl:127.0.0.1:1"),
+        Err(Error::Endpoint { endpoint, .. }) if endpoint == "pssl:127.0.0.1:1"
     ));
     assert!(matches!(parse_list(" , "), Err(Error::Endpoint { .. })));
 }

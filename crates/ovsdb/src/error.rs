@@ -24,6 +24,15 @@ pub enum Error {
         /// The underlying failure.
         source: std::io::Error,
     },
+    /// A TLS handshake failed: the server's certificate does not lead to the CA, the server
+    /// refused the client's certificate, or the two share no protocol. Retrying does not help.
+    #[error("TLS with OVSDB at {endpoint} failed: {what}")]
+    Tls {
+        /// The endpoint.
+        endpoint: String,
+        /// rustls' reason.
+        what: String,
+    },
     /// The server did not answer in time.
     #[error("OVSDB at {endpoint} did not answer in time: {what}")]
     Timeout {

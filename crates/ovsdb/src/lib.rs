@@ -1,7 +1,7 @@
 //! A blocking RFC 7047 (OVSDB) client for short-lived processes such as CNI plugins.
 //!
 //! This crate owns the wire: endpoints as `ovn-nbctl --db` writes them (`unix:PATH`,
-//! `tcp:IP:PORT`, `tcp:[IPV6]:PORT`, comma-separated, the first that connects wins), JSON-RPC 1.0
+//! `tcp:IP:PORT`, `tcp:[IPV6]:PORT`, `ssl:IP:PORT`, comma-separated, the first that connects wins), JSON-RPC 1.0
 //! framing of the undelimited stream, one request at a time with a timeout on each, `echo` in
 //! both directions, `monitor` updates queued while a request waits ([`Client`]); reading a
 //! transaction's results into one error that says which operation failed and why ([`Error`]);
@@ -11,7 +11,8 @@
 //! It must not know any schema (OVN's tables belong to the `ovn` crate), retry on its own (the
 //! caller decides whether a lost `wait` race or an unreachable database is worth another try),
 //! or pull in an async runtime: std sockets with read and write timeouts are enough for a process
-//! that makes a few requests and exits. `ssl:` endpoints are refused, not silently downgraded.
+//! that makes a few requests and exits. `ssl:` endpoints speak TLS with a CA, a client certificate
+//! and key ([`TlsConfig`]), never downgraded to plain TCP.
 //!
 //! ```no_run
 //! use ovsdb::{ops, value, Client};
@@ -34,9 +35,11 @@ mod error;
 mod framer;
 pub mod ops;
 mod status;
+mod tls;
 mod transact;
 pub mod value;
 
 pub use client::Client;
 pub use error::Error;
 pub use status::DatabaseStatus;
+pub use tls::{TlsConfig, TlsInput};

@@ -42,19 +42,27 @@ impl Client {
     /// write: both are passed over. While the cluster elects a leader (the old one killed),
     /// the endpoints are tried again until `timeout`; then, or at once when no member answered
     /// at all, [`Error::Io`] names each member and what it was. `timeout` also bounds every request later.
-    pub fn connect_leader(endpoints: &str, db: &str, timeout: Duration) -> Result<Client, Error> {
+    pub fn connect_leader(
+        endpoints: &str,
+        db: &str,
+        timeout: Duration,
+        tls: Option<&crate::TlsConfig>,
+    ) -> Result<Client, Error> {
         let list = endpoint::parse_list(endpoints)?;
         let deadline = Instant::now() + timeout;
         let mut pause = FIRST_ROUND_PAUSE;
         loop {
             let mut seen: Vec<String> = Vec::new();
+            let mut failed = Vec::new();
             let mut a_member_answered = false;
             for (text, ep) in &list {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let stream = match ep.connect(left.max(Duration::from_millis(1)).min(timeout)) {
+                let wait = left.max(Duration::from_millis(1)).min(timeout);
+                let stream = match ep.connect(wait, tls) {
                     Ok(s) => s,
                     Err(e) => {
                         seen.push(format!("{text}: {e}"));
+                        failed.push((text.clone(), e));
                         continue;
                     }
                 };
@@ -77,6 +85,9 @@ impl Client {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             // No member answered at all: no election to wait for.
+            if !a_member_answered && failed.len() == list.len() {
+                return Err(crate::client::unreachable(endpoints, failed));
+            }
             if left.is_zero() || !a_member_answered {
                 return Err(Error::Io {
                     endpoint: endpoints.trim().to_string(),
