@@ -10,7 +10,7 @@ SBIN_DIR     ?= /usr/local/sbin
 # deploy/install-cni.sh, as on a cluster).
 TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PKGS     := iproute2 python3 nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
+DEB_PKGS     := iproute2 python3 python3-yaml nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
                 openvswitch-switch ovn-central ovn-host gnuplot-nox
 
