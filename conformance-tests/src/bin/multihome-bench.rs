@@ -1294,6 +1294,96 @@ fn migration_outage(lab: &OvnLab) -> String {
     )
 }
 
+/// ovn-overlay ADD from three nodes at once (8 VMs each), timed per ADD until ovn-installed:
+/// against a standalone NB and SB, then against three-member raft clusters, in the same run.
+fn ovn_cluster(_iterations: usize) -> String {
+    let burst = |lab: &OvnLab, label: &str| -> Samples {
+        let plugins = conformance_tests::PluginDir::empty()
+            .with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"));
+        let conf = json!({"cniVersion": "1.1.0", "name": "bench-raft", "type": "ovn-k8s-cni-overlay",
+            "topology": "layer2", "netAttachDefName": "bench/bench-raft", "subnets": "10.64.0.0/16"});
+        let mut samples = Samples::new(label);
+        let times: Vec<std::time::Duration> = std::thread::scope(|s| {
+            let workers: Vec<_> = lab
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(n, node)| {
+                    let (plugins, conf) = (&plugins, &conf);
+                    s.spawn(move || {
+                        (0..8)
+                            .map(|k| {
+                                let vm = conformance_tests::ovn::Vm::new(&format!("br{n}{k}"));
+                                let t = std::time::Instant::now();
+                                let out = conformance_tests::ovn::call(
+                                    plugins,
+                                    "ovn-k8s-cni-overlay",
+                                    node,
+                                    "ADD",
+                                    &vm,
+                                    "net1",
+                                    "",
+                                    conf,
+                                );
+                                let took = t.elapsed();
+                                assert!(out.ok(), "{}", out.stdout_text());
+                                let del = conformance_tests::ovn::call(
+                                    plugins,
+                                    "ovn-k8s-cni-overlay",
+                                    node,
+                                    "DEL",
+                                    &vm,
+                                    "net1",
+                                    "",
+                                    conf,
+                                );
+                                assert!(del.ok(), "{}", del.stdout_text());
+                                took
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        for t in times {
+            samples.push(t);
+        }
+        samples
+    };
+    let standalone = {
+        let lab = OvnLab::start("bench-solo", 3);
+        burst(
+            &lab,
+            "ovn-overlay ADD, 3 nodes at once: standalone NB and SB",
+        )
+    };
+    let clustered = {
+        let lab = OvnLab::start_clustered("bench-raft", 3);
+        burst(
+            &lab,
+            "ovn-overlay ADD, 3 nodes at once: NB and SB 3-member raft clusters",
+        )
+    };
+    eprintln!(
+        "ovn cluster: ADD median {:.1} ms standalone, {:.1} ms clustered",
+        standalone.median(),
+        clustered.median()
+    );
+    format!(
+        "## ovn-overlay against a clustered NB and SB\n\n\
+         Three nodes ADD eight VMs each at once (each ADD timed until ovn-controller set\n\
+         `ovn-installed`, then DEL, untimed), first on a lab whose NB and SB are one ovsdb-server\n\
+         each, then on one where both are three-member raft clusters (raft over TCP between the\n\
+         members' namespaces; the plugin writes through the NB leader, ovn-controller reads SB\n\
+         from any member). Healthy clusters: no member is killed here (the tests do that).\n\n{}",
+        table(&[&standalone, &clustered])
+    )
+}
+
 /// Pause after growing a node before sampling it (see `node_scale`).
 const SETTLE_SECS: u64 = 12;
 
@@ -1303,7 +1393,7 @@ type Section = (&'static str, fn(usize) -> String);
 fn main() {
     require_root();
     let opts = options();
-    let all: [Section; 8] = [
+    let all: [Section; 9] = [
         ("static", static_add),
         ("bridge", bridge_add_del),
         ("whereabouts", whereabouts_vs_host_local),
@@ -1312,6 +1402,7 @@ fn main() {
         ("memory", memory),
         ("node-scale", node_scale),
         ("ovn", ovn_overlay),
+        ("ovn-cluster", ovn_cluster),
     ];
     let sections: Vec<String> = all
         .iter()
