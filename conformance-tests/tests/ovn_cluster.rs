@@ -1,6 +1,6 @@
 //! ovn-overlay on a production-shaped OVN: the NB and SB are three-member raft clusters, and
 //! three nodes ADD at once while the NB leader is killed, then while a follower is cut off from
-//! the others (and listed first in every node's settings). What a runtime does is modelled: an
+//! the others (and listed first in every node's settings), then while the SB leader is killed. What a runtime does is modelled: an
 //! ADD answered "try again later" (11) is retried, a bounded number of times. No ADD fails for
 //! good, no address is given twice, and NB holds exactly one complete port per attachment.
 
@@ -127,7 +127,8 @@ fn assert_whole(lab: &OvnLab, added: &[(Vm, Value)], ports_expected: usize) {
 }
 
 #[test]
-fn adds_from_three_nodes_survive_a_killed_nb_leader_and_a_partitioned_follower() {
+fn adds_from_three_nodes_survive_a_killed_nb_leader_a_partitioned_follower_and_a_killed_sb_leader()
+{
     let lab = OvnLab::start_clustered("ovc", 3);
     let plugins = plugins();
 
@@ -162,4 +163,14 @@ fn adds_from_three_nodes_survive_a_killed_nb_leader_and_a_partitioned_follower()
     all.extend(second);
     assert_whole(&lab, &all, all.len());
     lab.cable_member(cut, true);
+    lab.wait_member_connected("nb", cut, true);
+
+    // The SB leader killed while the nodes ADD: ovn-controller moves to the new leader and
+    // still reports every port installed.
+    let sb_leader = lab.raft_leader("sb", &[0, 1, 2]);
+    let third = burst(&lab, &plugins, "s", || lab.kill_member("sb", sb_leader));
+    let sb_alive: Vec<usize> = (0..3).filter(|&i| i != sb_leader).collect();
+    assert_ne!(lab.raft_leader("sb", &sb_alive), sb_leader);
+    all.extend(third);
+    assert_whole(&lab, &all, all.len());
 }

@@ -826,7 +826,7 @@ impl Drop for Child {
 }
 
 #[test]
-fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_is_status_50_and_add_5() {
+fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_or_key_is_status_50_and_add_5() {
     let lab = OvnLab::start("ovl-ssl", 1);
     let plugins = plugins();
     let node = &lab.nodes[0];
@@ -861,6 +861,14 @@ fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_is_status_50_and_
         settings("good.json", &pki.ca),
         settings("wrong.json", &pki.other_ca),
     );
+    // A key that does not go with the certificate.
+    let bad_key = {
+        let file = dir.join("bad-key.json");
+        let s = json!({"nbdb": "ssl:127.0.0.1:6641", "ovsdb": node.ovsdb(), "sslCaCert": pki.ca,
+            "sslCertificate": pki.client_cert, "sslPrivateKey": pki.client_nocn_key});
+        std::fs::write(&file, s.to_string()).unwrap();
+        file.display().to_string()
+    };
     let vm = Vm::new("ssl");
     let run = |command: &str, file: &str| {
         let vars = CniVars {
@@ -901,6 +909,19 @@ fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_is_status_50_and_
     let add = run("ADD", &wrong);
     assert_eq!(add.error_code(), Some(5), "{}", add.stdout_text());
     assert!(add.stdout_text().contains(&ca), "{}", add.stdout_text());
+    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+    assert!(!vm.ns.has_link("net1"));
+    let key = pki.client_nocn_key.display().to_string();
+    let status = run("STATUS", &bad_key);
+    assert_eq!(status.error_code(), Some(50), "{}", status.stdout_text());
+    assert!(
+        status.stdout_text().contains(&key),
+        "{}",
+        status.stdout_text()
+    );
+    let add = run("ADD", &bad_key);
+    assert_eq!(add.error_code(), Some(5), "{}", add.stdout_text());
+    assert!(add.stdout_text().contains(&key), "{}", add.stdout_text());
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
     assert!(!vm.ns.has_link("net1"));
 }
