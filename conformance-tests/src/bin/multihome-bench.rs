@@ -625,7 +625,7 @@ fn bridge_add_del(iterations: usize) -> String {
             plugin: ours("bridge"),
             path: ours_dir.clone(),
             conf: json!({"cniVersion": "1.0.0", "name": "wb", "type": "bridge", "bridge": "br-wb", "isGateway": true,
-                "ipam": {"type": "whereabouts", "range": "10.82.0.0/16", "store_dir": scratch.join("wb")}})
+                "ipam": {"type": "whereabouts", "range": "10.82.0.0/16", "gateway": "10.82.0.1", "store_dir": scratch.join("wb")}})
             .to_string()
             .into_bytes(),
             ctr: Netns::new("bench-ctr"),
@@ -918,7 +918,7 @@ fn node_scale(iterations: usize) -> String {
         .to_string()
         .into_bytes();
     let our_conf = json!({"cniVersion": "1.0.0", "name": "grow-ours", "type": "bridge", "bridge": "br-gours",
-        "isGateway": true, "ipam": {"type": "whereabouts", "range": "10.96.0.0/16", "store_dir": scratch.join("wb")}})
+        "isGateway": true, "ipam": {"type": "whereabouts", "range": "10.96.0.0/16", "gateway": "10.96.0.1", "store_dir": scratch.join("wb")}})
     .to_string()
     .into_bytes();
     let subjects = [
