@@ -927,6 +927,86 @@ fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_or_key_is_status_
 }
 
 #[test]
+fn the_nodes_ovs_db_over_ssl_is_read_with_the_nodes_files_and_a_wrong_ca_is_named() {
+    // The node's Open vSwitch DB on pssl: (a chassis name, no br-int yet): STATUS reads it over
+    // TLS and stops at the missing br-int; with another CA it stops at the handshake.
+    let pki = conformance_tests::etcd::TestPki::generate();
+    let ns = conformance_tests::Netns::new("ovs-ssl");
+    let dir = conformance_tests::TempDir::new("ovs-ssl");
+    let db = dir.join("conf.db");
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new("ovsdb-tool")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let db_text = db.display().to_string();
+    tool(&[
+        "create",
+        &db_text,
+        "/usr/share/openvswitch/vswitch.ovsschema",
+    ]);
+    let row = json!(["Open_vSwitch", {"op": "insert", "table": "Open_vSwitch",
+        "row": {"external_ids": ["map", [["system-id", "ssl-node"]]]}}]);
+    tool(&["transact", &db_text, &row.to_string()]);
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ovsdb-server"])
+        .arg("--remote=pssl:6640:127.0.0.1")
+        .arg(format!("--private-key={}", pki.server_key.display()))
+        .arg(format!("--certificate={}", pki.server_cert.display()))
+        .arg(format!("--ca-cert={}", pki.ca.display()))
+        .arg(format!("--unixctl={}", dir.join("ctl").display()))
+        .arg(format!("--log-file={}", dir.join("log").display()))
+        .arg("--no-chdir")
+        .arg(&db)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ovsdb-server");
+    let _server = Child(server);
+    let settings = |name: &str, ca: &std::path::Path| {
+        let file = dir.join(name);
+        let s = json!({"nbdb": format!("unix:{}", dir.join("no-nb.sock").display()),
+            "ovsdb": "ssl:127.0.0.1:6640", "sslCaCert": ca,
+            "sslCertificate": pki.client_cert, "sslPrivateKey": pki.client_key});
+        std::fs::write(&file, s.to_string()).unwrap();
+        file.display().to_string()
+    };
+    let plugins = plugins();
+    let status = |file: &str| {
+        Invocation::new(plugins.path().join("ovn-k8s-cni-overlay"))
+            .in_node(&ns)
+            .vars(&CniVars::command("STATUS"))
+            .env("MULTIHOME_OVN_NODE_CONFIG", file)
+            .stdin_json(&conf(json!({})))
+            .run()
+    };
+    let good = settings("good.json", &pki.ca);
+    conformance_tests::wait_until(
+        "STATUS reads the OVS DB over TLS",
+        Duration::from_secs(20),
+        || {
+            let out = status(&good);
+            out.error_code() == Some(50) && out.stdout_text().contains("no br-int")
+        },
+    );
+    let wrong = settings("wrong.json", &pki.other_ca);
+    let out = status(&wrong);
+    assert_eq!(out.error_code(), Some(50), "{}", out.stdout_text());
+    let text = out.stdout_text();
+    assert!(
+        text.contains(&pki.other_ca.display().to_string()) && !text.contains("no br-int"),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_exhausted_subnet_is_code_102_naming_it_and_leaves_nothing() {
     let lab = OvnLab::start("ovl-full", 1);
     let plugins = plugins();
