@@ -825,6 +825,40 @@ impl Drop for Child {
     }
 }
 
+/// An ovsdb-server in `ns` serving `db` (a file, or `relay:DB:REMOTE`) on `pssl:PORT:127.0.0.1`
+/// with the test PKI's server certificate, its control socket and log in `dir`.
+fn pssl_server(
+    ns: &conformance_tests::Netns,
+    pki: &conformance_tests::etcd::TestPki,
+    dir: &conformance_tests::TempDir,
+    port: u16,
+    db: &str,
+) -> Child {
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ovsdb-server"])
+        .arg(format!("--remote=pssl:{port}:127.0.0.1"))
+        .arg(format!("--private-key={}", pki.server_key.display()))
+        .arg(format!("--certificate={}", pki.server_cert.display()))
+        .arg(format!("--ca-cert={}", pki.ca.display()))
+        .arg(format!("--unixctl={}", dir.join("ctl").display()))
+        .arg(format!("--log-file={}", dir.join("log").display()))
+        .arg("--no-chdir")
+        .arg(db)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ovsdb-server");
+    Child(child)
+}
+
+/// Asserts `out` failed with `code` and names `file`.
+fn refused_naming(out: &Outcome, code: u64, file: &std::path::Path) {
+    let text = out.stdout_text();
+    assert_eq!(out.error_code(), Some(code), "{text}");
+    assert!(text.contains(&file.display().to_string()), "{text}");
+}
+
 #[test]
 fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_or_key_is_status_50_and_add_5() {
     let lab = OvnLab::start("ovl-ssl", 1);
@@ -834,41 +868,24 @@ fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_or_key_is_status_
     // An ovsdb-server relay on the node serving pssl: in front of the lab's NB, as a
     // deployment that authenticates its nodes would run one.
     let dir = conformance_tests::TempDir::new("nb-relay");
-    let relay = std::process::Command::new("ip")
-        .args(["netns", "exec", node.ns.name(), "ovsdb-server"])
-        .arg("--remote=pssl:6641:127.0.0.1")
-        .arg(format!("--private-key={}", pki.server_key.display()))
-        .arg(format!("--certificate={}", pki.server_cert.display()))
-        .arg(format!("--ca-cert={}", pki.ca.display()))
-        .arg(format!("--unixctl={}", dir.join("ctl").display()))
-        .arg(format!("--log-file={}", dir.join("log").display()))
-        .arg("--no-chdir")
-        .arg(format!("relay:OVN_Northbound:{}", lab.nbdb()))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ovsdb-server relay");
-    let _relay = Child(relay);
-    let settings = |name: &str, ca: &std::path::Path| {
+    let _relay = pssl_server(
+        &node.ns,
+        &pki,
+        &dir,
+        6641,
+        &format!("relay:OVN_Northbound:{}", lab.nbdb()),
+    );
+    let settings = |name: &str, ca: &std::path::Path, key: &std::path::Path| {
         let file = dir.join(name);
         let s = json!({"nbdb": "ssl:127.0.0.1:6641", "ovsdb": node.ovsdb(), "sslCaCert": ca,
-            "sslCertificate": pki.client_cert, "sslPrivateKey": pki.client_key});
+            "sslCertificate": pki.client_cert, "sslPrivateKey": key});
         std::fs::write(&file, s.to_string()).unwrap();
         file.display().to_string()
     };
-    let (good, wrong) = (
-        settings("good.json", &pki.ca),
-        settings("wrong.json", &pki.other_ca),
-    );
+    let good = settings("good.json", &pki.ca, &pki.client_key);
+    let wrong = settings("wrong.json", &pki.other_ca, &pki.client_key);
     // A key that does not go with the certificate.
-    let bad_key = {
-        let file = dir.join("bad-key.json");
-        let s = json!({"nbdb": "ssl:127.0.0.1:6641", "ovsdb": node.ovsdb(), "sslCaCert": pki.ca,
-            "sslCertificate": pki.client_cert, "sslPrivateKey": pki.client_nocn_key});
-        std::fs::write(&file, s.to_string()).unwrap();
-        file.display().to_string()
-    };
+    let bad_key = settings("bad-key.json", &pki.ca, &pki.client_nocn_key);
     let vm = Vm::new("ssl");
     let run = |command: &str, file: &str| {
         let vars = CniVars {
@@ -897,33 +914,14 @@ fn an_ssl_northbound_works_with_the_nodes_files_and_a_wrong_ca_or_key_is_status_
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 1);
     assert!(run("DEL", &good).ok());
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
-    // A CA the relay's certificate does not lead to: STATUS 50, ADD 5, both naming the file.
-    let ca = pki.other_ca.display().to_string();
-    let status = run("STATUS", &wrong);
-    assert_eq!(status.error_code(), Some(50), "{}", status.stdout_text());
-    assert!(
-        status.stdout_text().contains(&ca),
-        "{}",
-        status.stdout_text()
-    );
-    let add = run("ADD", &wrong);
-    assert_eq!(add.error_code(), Some(5), "{}", add.stdout_text());
-    assert!(add.stdout_text().contains(&ca), "{}", add.stdout_text());
-    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
-    assert!(!vm.ns.has_link("net1"));
-    let key = pki.client_nocn_key.display().to_string();
-    let status = run("STATUS", &bad_key);
-    assert_eq!(status.error_code(), Some(50), "{}", status.stdout_text());
-    assert!(
-        status.stdout_text().contains(&key),
-        "{}",
-        status.stdout_text()
-    );
-    let add = run("ADD", &bad_key);
-    assert_eq!(add.error_code(), Some(5), "{}", add.stdout_text());
-    assert!(add.stdout_text().contains(&key), "{}", add.stdout_text());
-    assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
-    assert!(!vm.ns.has_link("net1"));
+    // A CA the relay's certificate does not lead to, or a key that is not the certificate's:
+    // STATUS 50, ADD 5, both naming the file, and nothing made.
+    for (file, named) in [(&wrong, &pki.other_ca), (&bad_key, &pki.client_nocn_key)] {
+        refused_naming(&run("STATUS", file), 50, named);
+        refused_naming(&run("ADD", file), 5, named);
+        assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
+        assert!(!vm.ns.has_link("net1"));
+    }
 }
 
 #[test]
@@ -954,22 +952,7 @@ fn the_nodes_ovs_db_over_ssl_is_read_with_the_nodes_files_and_a_wrong_ca_is_name
     let row = json!(["Open_vSwitch", {"op": "insert", "table": "Open_vSwitch",
         "row": {"external_ids": ["map", [["system-id", "ssl-node"]]]}}]);
     tool(&["transact", &db_text, &row.to_string()]);
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", ns.name(), "ovsdb-server"])
-        .arg("--remote=pssl:6640:127.0.0.1")
-        .arg(format!("--private-key={}", pki.server_key.display()))
-        .arg(format!("--certificate={}", pki.server_cert.display()))
-        .arg(format!("--ca-cert={}", pki.ca.display()))
-        .arg(format!("--unixctl={}", dir.join("ctl").display()))
-        .arg(format!("--log-file={}", dir.join("log").display()))
-        .arg("--no-chdir")
-        .arg(&db)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ovsdb-server");
-    let _server = Child(server);
+    let _server = pssl_server(&ns, &pki, &dir, 6640, &db_text);
     let settings = |name: &str, ca: &std::path::Path| {
         let file = dir.join(name);
         let s = json!({"nbdb": format!("unix:{}", dir.join("no-nb.sock").display()),
@@ -996,13 +979,12 @@ fn the_nodes_ovs_db_over_ssl_is_read_with_the_nodes_files_and_a_wrong_ca_is_name
             out.error_code() == Some(50) && out.stdout_text().contains("no br-int")
         },
     );
-    let wrong = settings("wrong.json", &pki.other_ca);
-    let out = status(&wrong);
-    assert_eq!(out.error_code(), Some(50), "{}", out.stdout_text());
-    let text = out.stdout_text();
+    let out = status(&settings("wrong.json", &pki.other_ca));
+    refused_naming(&out, 50, &pki.other_ca);
     assert!(
-        text.contains(&pki.other_ca.display().to_string()) && !text.contains("no br-int"),
-        "{text}"
+        !out.stdout_text().contains("no br-int"),
+        "{}",
+        out.stdout_text()
     );
 }
 

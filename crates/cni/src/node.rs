@@ -111,9 +111,13 @@ impl NodePaths {
         }
     }
 
-    /// Reads `node.json` in the settings directory (defaults when it does not exist).
+    /// Reads `node.json` in the settings directory (defaults when it does not exist), once per
+    /// process: logging and each plugin ask, and the node's settings do not change during a call.
     pub fn load() -> Result<NodePaths, Error> {
-        NodePaths::load_from(&settings_dir().join(PATHS_FILE))
+        static LOADED: std::sync::OnceLock<Result<NodePaths, Error>> = std::sync::OnceLock::new();
+        LOADED
+            .get_or_init(|| NodePaths::load_from(&settings_dir().join(PATHS_FILE)))
+            .clone()
     }
 
     /// [`NodePaths::load`] from a given file.

@@ -822,7 +822,7 @@ fn datastore(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datasto
 /// `said` names the `"kubernetes"` key when that is what asked, to log the choice.
 fn node_datastore(raw: &StoreKeys, said: Option<&str>, source: Source) -> Result<Datastore, Error> {
     let path = node_file_path();
-    let store = match read_node_file(&path)? {
+    let store = match node_store()? {
         Some(store) => store,
         None => file_datastore(raw, source)?,
     };
@@ -847,6 +847,14 @@ fn node_datastore(raw: &StoreKeys, said: Option<&str>, source: Source) -> Result
 /// The node's whereabouts settings file.
 fn node_file_path() -> PathBuf {
     node_config_dir().join(NODE_FILE)
+}
+
+/// The store the node's settings file names, read once per process (several decisions of one
+/// call consult it).
+fn node_store() -> Result<Option<Datastore>, Error> {
+    static READ: std::sync::OnceLock<Result<Option<Datastore>, Error>> = std::sync::OnceLock::new();
+    READ.get_or_init(|| read_node_file(&node_file_path()))
+        .clone()
 }
 
 /// The node's settings, if the file exists: a JSON object with `datastore` ("file" or "etcd")
@@ -888,7 +896,7 @@ fn file_datastore(raw: &StoreKeys, source: Source) -> Result<Datastore, Error> {
     if source == Source::Network {
         let paths = cni::node::NodePaths::load()?;
         let mut allowed = paths.store_dirs.clone();
-        if let Ok(Some(Datastore::File { dir })) = read_node_file(&node_file_path()) {
+        if let Ok(Some(Datastore::File { dir })) = node_store() {
             allowed.push(dir);
         }
         cni::node::named_path("ipam.store_dir", dir, &allowed, "store_dirs", &paths)?;
@@ -919,7 +927,7 @@ fn etcd(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, E
             has.then(|| etcd_conf(keys).ok().map(|e| (e, p.clone())))
                 .flatten()
         });
-    let (node, path) = match (read_node_file(&path)?, flat) {
+    let (node, path) = match (node_store()?, flat) {
         (Some(Datastore::Etcd(node)), _) => (node, path),
         (_, Some((node, flat_path))) => (node, flat_path),
         _ => {
