@@ -12,7 +12,8 @@ TOOLS        := multihome-ipam
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PKGS     := iproute2 python3 python3-yaml nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
-                openvswitch-switch ovn-central ovn-host gnuplot-nox
+                openvswitch-switch ovn-central ovn-host gnuplot-nox \
+                dnsmasq-base kea-dhcp4-server kea-dhcp6-server isc-dhcp-server
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
@@ -22,7 +23,9 @@ export MULTIHOME_BIN_DIR := $(RELEASE_DIR)
 
 ## deps: apt-get update, then apt-get install of what is missing (idempotent). No service may start
 ## while installing (Open vSwitch and OVN would come up in the root namespace and build br-int
-## there): a policy-rc.d that refuses is put in place for the install when none exists.
+## there): a policy-rc.d that refuses is put in place for the install when none exists. The DHCP
+## servers the dhcp tests run in namespaces (kea, isc-dhcp-server) are disabled at boot as well:
+## one answering on the machine's own uplink would hand out addresses there.
 deps: root
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
@@ -32,6 +35,7 @@ deps: root
 	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; rc=$$?; \
 	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; [ $$rc -eq 0 ] || exit $$rc; \
+	  if command -v systemctl >/dev/null; then systemctl disable kea-dhcp4-server kea-dhcp6-server isc-dhcp-server >/dev/null 2>&1 || true; fi; \
 	else echo "make deps: all of $(DEB_PKGS) present"; fi
 
 ## build: release executables (static) in target/x86_64-unknown-linux-gnu/release
