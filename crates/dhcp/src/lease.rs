@@ -76,7 +76,7 @@ impl Lease {
             Ipv4Network::new(ack.yiaddr, prefix as u8).map_err(|_| LeaseError::BadMask(mask))?;
         let lease = ack.u32(code::LEASE_TIME).ok_or(LeaseError::NoLeaseTime)?;
         let lease_time = Duration::from_secs(u64::from(lease));
-        let mut rebind = ack
+        let rebind = ack
             .u32(code::REBINDING_TIME)
             .map(|t| Duration::from_secs(u64::from(t)))
             .filter(|t| *t <= lease_time)
@@ -86,9 +86,6 @@ impl Lease {
             .map(|t| Duration::from_secs(u64::from(t)))
             .filter(|t| *t <= rebind)
             .unwrap_or_else(|| (lease_time / 2).min(rebind));
-        if rebind < renew {
-            rebind = renew;
-        }
         Ok(Lease {
             address,
             gateway: ack.addrs(code::ROUTER).first().copied(),
