@@ -14,7 +14,7 @@ DEST=${2:?usage: install-cni.sh SRC DEST}
 say() { echo "multihome install: $*"; }
 
 mkdir -p "$DEST"
-for f in bridge static whereabouts ovn-overlay; do
+for f in bridge static whereabouts dhcp ovn-overlay; do
     cp "$SRC/$f" "$DEST/.$f.new"
     chmod 0755 "$DEST/.$f.new"
     mv -f "$DEST/.$f.new" "$DEST/$f"

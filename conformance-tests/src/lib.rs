@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod cache;
 pub mod conflist;
+pub mod dhcp;
 pub mod error;
 pub mod etcd;
 pub mod exec;

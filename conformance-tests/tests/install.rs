@@ -9,9 +9,9 @@ use std::process::Command;
 use conformance_tests::plugin::workspace_root;
 use conformance_tests::{ours, TempDir};
 
-const EXECUTABLES: [&str; 4] = ["bridge", "static", "whereabouts", "ovn-overlay"];
+const EXECUTABLES: [&str; 5] = ["bridge", "static", "whereabouts", "dhcp", "ovn-overlay"];
 
-/// A source directory as the image has it: our four executables.
+/// A source directory as the image has it: our five executables.
 fn source() -> TempDir {
     let src = TempDir::new("install-src");
     for f in EXECUTABLES {

@@ -2,8 +2,9 @@
 //! environment names in `MULTIHOME_CONFIG_DIR`; a NAD author cannot set the plugin's
 //! environment), root's alone, checked like sshd's StrictModes before they are read. They say
 //! what a network configuration may name: where log files may be (`log_dirs`), where a file
-//! store may be (`store_dirs`), where whereabouts flat files may be (`flat_file_dirs`), and the
-//! node's own log file (`log_file`), in `node.json`. The other files (`whereabouts.conf`,
+//! store may be (`store_dirs`), where whereabouts flat files may be (`flat_file_dirs`), where a
+//! dhcp daemon's socket may be (`dhcp_socket_dirs`), where the dhcp daemon keeps its leases
+//! (`dhcp_state_dir`), and the node's own log file (`log_file`), in `node.json`. The other files (`whereabouts.conf`,
 //! `ovn-node.json`) say which store and which databases the node's plugins use; their readers
 //! live with the plugins and read them through [`read_settings`].
 
@@ -36,6 +37,12 @@ pub const DEFAULT_FLAT_FILE_DIRS: [&str; 3] = [
     "/etc/cni/net.d/whereabouts.d",
     "/tmp",
 ];
+
+/// Where a configuration's dhcp `daemonSocketPath` may be unless `dhcp_socket_dirs` says
+/// otherwise: the reference daemon's directory (its default socket is /run/cni/dhcp.sock).
+pub const DEFAULT_DHCP_SOCKET_DIRS: [&str; 2] = ["/run/cni", "/var/run/cni"];
+/// Where the dhcp daemon persists its leases unless `dhcp_state_dir` says otherwise.
+pub const DEFAULT_DHCP_STATE_DIR: &str = "/var/lib/cni/multihome/dhcp";
 
 /// The node's settings directory.
 pub fn settings_dir() -> PathBuf {
@@ -81,6 +88,8 @@ struct RawPaths {
     log_dirs: Option<Vec<String>>,
     store_dirs: Option<Vec<String>>,
     flat_file_dirs: Option<Vec<String>>,
+    dhcp_socket_dirs: Option<Vec<String>>,
+    dhcp_state_dir: Option<String>,
 }
 
 /// What a configuration may name on this node, and where the node logs.
@@ -96,6 +105,11 @@ pub struct NodePaths {
     pub store_dirs: Vec<PathBuf>,
     /// Where a configuration's `configuration_path` may be.
     pub flat_file_dirs: Vec<PathBuf>,
+    /// Where a dhcp configuration's `daemonSocketPath` may be.
+    pub dhcp_socket_dirs: Vec<PathBuf>,
+    /// Where the dhcp daemon persists leases (the CNI side releases from there when no daemon
+    /// answers a DEL); the same directory as the daemon's `-statedir`.
+    pub dhcp_state_dir: PathBuf,
 }
 
 impl NodePaths {
@@ -108,6 +122,8 @@ impl NodePaths {
             log_dirs: dirs(&DEFAULT_LOG_DIRS),
             store_dirs: dirs(&DEFAULT_STORE_DIRS),
             flat_file_dirs: dirs(&DEFAULT_FLAT_FILE_DIRS),
+            dhcp_socket_dirs: dirs(&DEFAULT_DHCP_SOCKET_DIRS),
+            dhcp_state_dir: PathBuf::from(DEFAULT_DHCP_STATE_DIR),
         }
     }
 
@@ -154,6 +170,14 @@ impl NodePaths {
             raw.flat_file_dirs,
             &mut paths.flat_file_dirs,
         )?;
+        list(
+            "dhcp_socket_dirs",
+            raw.dhcp_socket_dirs,
+            &mut paths.dhcp_socket_dirs,
+        )?;
+        if let Some(d) = raw.dhcp_state_dir.filter(|d| !d.is_empty()) {
+            paths.dhcp_state_dir = absolute(&what("dhcp_state_dir"), &d)?;
+        }
         Ok(paths)
     }
 

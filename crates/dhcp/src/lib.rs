@@ -8,9 +8,16 @@
 //! `message` and `lease` are pure: no socket, no namespace, no clock. `rpc` only frames calls on
 //! a unix socket. The daemon and the CNI side build on them.
 
+pub mod client;
+pub mod conf;
+pub mod daemon;
 pub mod lease;
 pub mod message;
+pub mod packet;
+pub mod plugin;
 pub mod rpc;
+pub mod signals;
+pub mod store;
 
 #[cfg(test)]
 mod lease_tests;
