@@ -89,7 +89,8 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_in(netns: &Netns, argv: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
+/// Starts `argv` inside `netns` with `env` added, its output in `log`; killed when dropped.
+pub fn spawn_in(netns: &Netns, argv: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
     let out = fs::File::create(log).expect("log file");
     let mut cmd = Command::new(argv[0]);
     cmd.args(&argv[1..])

@@ -29,6 +29,8 @@ pub struct LibcniClient {
     work: TempDir,
     /// What the node's runtime puts in every plugin's environment (the node's settings).
     env: Vec<(String, String)>,
+    /// A directory bound over another in the client's own mount namespace: (source, target).
+    bind: Option<(PathBuf, PathBuf)>,
 }
 
 impl LibcniClient {
@@ -47,6 +49,7 @@ impl LibcniClient {
             node: node.path().to_path_buf(),
             work: TempDir::new("libcni"),
             env: Vec::new(),
+            bind: None,
         }
     }
 
@@ -54,6 +57,14 @@ impl LibcniClient {
     /// plugin, as a node's runtime does for the node's settings.
     pub fn with_env(mut self, key: &str, value: &str) -> LibcniClient {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The same client, run in a mount namespace of its own in which `source` is bound over
+    /// `target` (an existing directory): one simulated node's /run/cni, where the plugins find
+    /// that node's dhcp daemon, without touching the machine's.
+    pub fn with_bind(mut self, source: &Path, target: &Path) -> LibcniClient {
+        self.bind = Some((source.to_path_buf(), target.to_path_buf()));
         self
     }
 
@@ -116,6 +127,9 @@ impl LibcniClient {
     fn execute(&self, mut cmd: Command) -> Outcome {
         enter_netns(&mut cmd, &self.node)
             .unwrap_or_else(|e| panic!("cannot open node netns {}: {e}", self.node.display()));
+        if let Some((source, target)) = &self.bind {
+            crate::process::private_bind(&mut cmd, source, target);
+        }
         collect(cmd, None, DEFAULT_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot run libcni-client: {e}"))
     }

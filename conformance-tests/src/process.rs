@@ -88,6 +88,45 @@ pub fn enter_netns(cmd: &mut Command, netns: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `cmd` run in a mount namespace of its own (nothing it mounts propagates back) in which
+/// `source` is bound over `target`.
+pub fn private_bind(cmd: &mut Command, source: &Path, target: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+    let (source, target, root) = (c(source), c(target), c(Path::new("/")));
+    let hook = move || {
+        // SAFETY: unshare(2) and mount(2) with NUL-terminated strings made before the fork;
+        // both are plain system calls, safe between fork and exec.
+        let ok = unsafe {
+            nix::libc::unshare(nix::libc::CLONE_NEWNS) == 0
+                && nix::libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    nix::libc::MS_REC | nix::libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && nix::libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    nix::libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: see the hook: system calls only, on data owned by the closure.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
 /// Runs `cmd` with `stdin` (or an empty stdin), capturing stdout and stderr.
 ///
 /// A child still running after `timeout` is killed and reported with its

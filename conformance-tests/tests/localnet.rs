@@ -370,3 +370,138 @@ fn the_documentations_nncp_and_localnet_nad_work_as_written() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// OVN-Kubernetes 1.4's localnet with `ipam: {type: dhcp}`: the VM's address comes from the
+/// physical network's DHCP server (dnsmasq on the untagged router), through the node's dhcp
+/// daemon; the logical port's security is its MAC only; the RELEASE reaches the server at DEL.
+#[test]
+fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
+    use conformance_tests::dhcp::spawn_in;
+    use conformance_tests::{wait_until, NodeSettings, TempDir};
+    use std::time::Duration;
+    let (lab, _r100, r0) = lab("lnd", 1);
+    let dir = TempDir::new("lnd");
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    let leases = dir.join("dnsmasq.leases");
+    let _dnsmasq = spawn_in(
+        &r0,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-authoritative",
+            "--no-ping",
+            "--dhcp-range=192.168.100.50,192.168.100.99,255.255.255.0,600",
+            &format!("--dhcp-option=option:router,{ROUTER_UNTAGGED}"),
+            &format!("--dhcp-leasefile={}", leases.display()),
+        ],
+        &[],
+        &dir.join("dnsmasq.log"),
+    );
+    let node = &lab.nodes[0];
+    let settings = NodeSettings::empty();
+    settings.write(
+        "node.json",
+        &json!({"dhcp_socket_dirs": [dir.join("run")], "dhcp_state_dir": dir.join("state")}),
+    );
+    let socket = dir.join("run/dhcp.sock");
+    let _daemon = spawn_in(
+        &node.ns,
+        &[
+            &ours("dhcp").display().to_string(),
+            "daemon",
+            "-socketpath",
+            &socket.display().to_string(),
+            "-statedir",
+            &dir.join("state").display().to_string(),
+        ],
+        &[],
+        &dir.join("daemon.log"),
+    );
+    wait_until("the dhcp daemon", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let plugins = plugins().with_ours(&["dhcp"]);
+    let conf = localnet(
+        "lnd",
+        json!({"ipam": {"type": "dhcp", "daemonSocketPath": socket}}),
+    );
+    let vm = Vm::new("lnd-vm");
+    let run = |command: &str, conf: &Value| {
+        let vars = CniVars {
+            command: command.into(),
+            container_id: vm.cid.clone(),
+            netns: vm.ns.path().display().to_string(),
+            ifname: "net1".into(),
+            args: String::new(),
+            path: plugins.path().display().to_string(),
+        };
+        let (k, v) = node.plugin_env();
+        let (k2, v2) = settings.env();
+        Invocation::new(plugins.plugin("localnet"))
+            .in_node(&node.ns)
+            .vars(&vars)
+            .env(&k, &v)
+            .env(&k2, &v2)
+            .stdin_json(conf)
+            .run()
+    };
+    let add = run("ADD", &conf);
+    let r = ok(&add);
+    let ip = addr_of(&r);
+    assert!(ip.starts_with("192.168.100."), "{r}");
+    let n: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!((50..=99).contains(&n), "{ip} is not from the server's pool");
+    assert_eq!(r["ips"][0]["gateway"], ROUTER_UNTAGGED, "{r}");
+    assert!(vm.ns.addresses("net1").contains(&format!("{ip}/24")));
+    let routes = vm.ns.run_ok(&["ip", "route", "show", "default"]);
+    assert!(
+        routes.contains(&format!("via {ROUTER_UNTAGGED}")),
+        "{routes}"
+    );
+    assert!(std::fs::read_to_string(&leases).unwrap().contains(&ip));
+    // Port security is the MAC only: the address came from the wire, not from OVN.
+    let lsp = nb_rows(&lab, "Logical_Switch_Port")
+        .into_iter()
+        .find(|p| {
+            ovsdb_map(&p["external_ids"])
+                .get("k8s.ovn.org/nad")
+                .map(String::as_str)
+                == Some("vms/lnd")
+        })
+        .expect("the VM's logical port");
+    let mac = r["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    assert_eq!(
+        ovsdb_strings(&lsp["port_security"]),
+        vec![mac.clone()],
+        "{lsp}"
+    );
+    // The VM reaches the router on the physical network; with a forged MAC it does not.
+    assert!(vm.reaches(ROUTER_UNTAGGED));
+    vm.ns
+        .run_ok(&["ip", "link", "set", "net1", "address", "02:00:00:00:66:66"]);
+    assert!(
+        !vm.pings(ROUTER_UNTAGGED),
+        "a forged MAC passed port security"
+    );
+    vm.ns
+        .run_ok(&["ip", "link", "set", "net1", "address", &mac]);
+    assert!(vm.reaches(ROUTER_UNTAGGED));
+    let mut check = conf.clone();
+    check["prevResult"] = r.clone();
+    let c = run("CHECK", &check);
+    assert!(c.ok(), "{c}");
+    let d = run("DEL", &conf);
+    assert!(d.ok(), "{d}");
+    wait_until("the RELEASE at the server", Duration::from_secs(5), || {
+        !std::fs::read_to_string(&leases)
+            .unwrap_or_default()
+            .contains(&ip)
+    });
+    assert!(!vm.ns.has_link("net1"));
+    let d = run("DEL", &conf);
+    assert!(d.ok(), "DEL again: {d}");
+}

@@ -1,7 +1,9 @@
 //! ADD: the logical switch port (created, adopted again for an idempotent or persistent ADD, or
 //! bound to a second chassis for a live migration), then the node's veth and br-int port, the
-//! container interface, and the wait for ovn-controller's `ovn-installed`. A failure undoes
-//! everything this call did, in reverse.
+//! container interface, and the wait for ovn-controller's `ovn-installed`; on a localnet network
+//! with an `ipam` plugin (dhcp), then the IPAM's addresses and routes on the container interface
+//! (the port's forwarding is in place, so a DHCP exchange can cross the physical network). A
+//! failure undoes everything this call did, in reverse.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -42,10 +44,21 @@ impl Claimed {
 
 #[derive(Debug)]
 enum Undo {
-    NbCreated { switch: String, port: Box<Port> },
-    NbUpdated { before: Box<Port>, after: Box<Port> },
+    NbCreated {
+        switch: String,
+        port: Box<Port>,
+    },
+    NbUpdated {
+        before: Box<Port>,
+        after: Box<Port>,
+    },
     OvsPort(String),
-    Veth { index: u32, name: String },
+    Veth {
+        index: u32,
+        name: String,
+    },
+    /// The IPAM plugin's ADD (its DEL).
+    Ipam,
 }
 
 struct Add<'a> {
@@ -178,6 +191,19 @@ impl Add<'_> {
         self.ovs
             .wait_installed(&host_name, &lsp.name, self.conf.ready_timeout)?;
 
+        let ipam = match &self.conf.ipam {
+            None => None,
+            Some(_) => {
+                self.undo.push(Undo::Ipam);
+                let r = cni::delegate::ipam_add(self.call)?;
+                if r.ips.is_empty() {
+                    return Err(Error::internal("IPAM plugin returned missing IP config"));
+                }
+                self.configure_ipam(&cont, &r)?;
+                Some(r)
+            }
+        };
+
         let mut result = CniResult::default();
         result.interfaces.push(Interface {
             name: host.name.clone(),
@@ -198,7 +224,48 @@ impl Add<'_> {
             });
         }
         result.dns = self.call.conf.dns.clone();
+        if let Some(r) = ipam {
+            for mut ip in r.ips {
+                ip.interface = Some(1);
+                result.ips.push(ip);
+            }
+            result.routes = r.routes;
+            if result.dns.is_empty() {
+                result.dns = r.dns;
+            }
+        }
         Ok(result)
+    }
+
+    /// The IPAM result on the container interface: its addresses, and its routes (through the
+    /// gateway of the address's family when a route names none).
+    fn configure_ipam(&self, cont: &Link, r: &CniResult) -> Result<(), Error> {
+        for ip in &r.ips {
+            self.cont
+                .add_address(cont.index, &cont.name, ip.address)
+                .map_err(port::kernel)?;
+        }
+        let gw = |v4: bool| {
+            r.ips
+                .iter()
+                .filter(|ip| ip.address.is_ipv4() == v4)
+                .find_map(|ip| ip.gateway)
+        };
+        for route in &r.routes {
+            let mut nl =
+                netlink::Route::new(route.dst, route.gw.or(gw(route.dst.is_ipv4())), cont.index);
+            nl.priority = route.priority;
+            nl.mtu = route.mtu;
+            nl.advmss = route.advmss;
+            if let Some(t) = route.table {
+                nl.table = t;
+            }
+            if let Some(s) = route.scope {
+                nl.scope = s;
+            }
+            self.cont.add_route(&nl).map_err(port::kernel)?;
+        }
+        Ok(())
     }
 
     fn link(&self, name: &str, node: bool) -> Result<Link, Error> {
@@ -407,6 +474,7 @@ impl Add<'_> {
                 .map(|_| ())
                 .map_err(port::kernel),
             Undo::OvsPort(name) => self.ovs.del_port(&name),
+            Undo::Ipam => cni::delegate::ipam_forward(self.call, cni::Command::Del),
             Undo::NbCreated { switch, port } => {
                 port::nb_conn(&mut nb, &self.conf).and_then(|nb| match nb.snapshot(&switch)? {
                     // Guarded: a port someone else took over since is theirs.

@@ -50,7 +50,11 @@ pub fn check(call: &Call, default_topology: Option<Topology>) -> Result<(), Erro
         )));
     }
     let nets = port::port_networks(&lsp, &conf);
-    if let Some(prev) = &prev {
+    if conf.ipam.is_some() {
+        cni::delegate::ipam_forward(call, cni::Command::Check)?;
+    }
+    // The port's own addresses (an IPAM plugin's are its to check).
+    if let Some(prev) = prev.as_ref().filter(|_| conf.ipam.is_none()) {
         let want: BTreeSet<String> = prev.ips.iter().map(|i| i.address.to_string()).collect();
         let have: BTreeSet<String> = nets.iter().map(ToString::to_string).collect();
         if want != have {
@@ -116,7 +120,9 @@ pub fn check(call: &Call, default_topology: Option<Topology>) -> Result<(), Erro
             )));
         }
     }
-    if link.mtu != conf.mtu {
+    // An IPAM plugin may lower it (dhcp: the server's option 26).
+    let mtu_ok = link.mtu == conf.mtu || (conf.ipam.is_some() && link.mtu < conf.mtu);
+    if !mtu_ok {
         return Err(failed(format!(
             "container interface {} has MTU {}, the network {}",
             who.ifname, link.mtu, conf.mtu

@@ -202,21 +202,51 @@ fn refuse_set_keys(raw: &serde_json::Map<String, Value>) -> Result<(), Error> {
         }
     }
     match raw.get("ipam") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(ipam)) => match ipam.get("type").filter(|t| is_set(t)) {
-            None => Ok(()),
-            Some(t) => Err(Error::invalid_config(format!(
-                "ipam.type: {} is not supported by this plugin: OVN networks manage their \
-                 addresses with \"subnets\" (OVN-Kubernetes refuses an ipam type too); leave \
-                 ipam out, or empty",
-                key_value(t)
-            ))),
-        },
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
         Some(other) => Err(Error::invalid_config(format!(
             "ipam: {} must be an object (or left out)",
             key_value(other)
         ))),
     }
+}
+
+/// The IPAM plugin of a localnet network (OVN-Kubernetes 1.4 hands a localnet `ipam` to it,
+/// typically `dhcp`: the address comes from the physical network's DHCP server, port security
+/// stays MAC-only). A layer2 network manages its addresses with `subnets`; `subnets` with
+/// `ipam.type` would be two owners of one address.
+fn ipam_type(
+    raw: &serde_json::Map<String, Value>,
+    topology: Topology,
+    subnets: &str,
+) -> Result<Option<String>, Error> {
+    let Some(t) = raw
+        .get("ipam")
+        .and_then(|i| i.get("type"))
+        .filter(|t| is_set(t))
+    else {
+        return Ok(None);
+    };
+    let Some(name) = t.as_str() else {
+        return Err(Error::invalid_config(format!(
+            "ipam.type: {} must be a string",
+            key_value(t)
+        )));
+    };
+    if topology != Topology::Localnet {
+        return Err(Error::invalid_config(format!(
+            "ipam.type: {} is not supported on a layer2 network: it manages its addresses with \
+             \"subnets\" (OVN-Kubernetes refuses an ipam type there too); leave ipam out, or \
+             empty (a localnet network takes an ipam plugin, such as dhcp)",
+            key_value(t)
+        )));
+    }
+    if !subnets.trim().is_empty() {
+        return Err(Error::invalid_config(format!(
+            "ipam.type: {} with subnets {subnets:?}: both would manage the addresses; keep one",
+            key_value(t)
+        )));
+    }
+    Ok(Some(name.to_string()))
 }
 
 /// A validated configuration.
@@ -247,6 +277,8 @@ pub struct OvnConf {
     pub mac: Option<Mac>,
     /// The persistent-IP claim of the attachment (args.cni "ipam-claim-reference").
     pub claim: Option<String>,
+    /// localnet: the IPAM plugin (`ipam.type`) that gives the addresses, instead of `subnets`.
+    pub ipam: Option<String>,
 }
 
 fn key_value(v: &Value) -> String {
@@ -333,6 +365,7 @@ impl OvnConf {
                 )));
             }
         }
+        let ipam = ipam_type(&raw_obj, topology, raw.subnets.as_deref().unwrap_or(""))?;
         if topology == Topology::Layer2 {
             for (key, present) in [
                 ("vlanID", raw.vlan_id.is_some()),
@@ -475,6 +508,7 @@ impl OvnConf {
             ready_timeout,
             mac,
             claim,
+            ipam,
         })
     }
 
@@ -552,6 +586,11 @@ impl OvnConf {
                 }
                 _ => None,
             },
+            ipam: call
+                .conf
+                .ipam_type()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
         })
     }
 

@@ -295,3 +295,24 @@ fn teardown_dials_only_the_nodes_databases() {
         (DEFAULT_NBDB, DEFAULT_OVSDB)
     );
 }
+
+#[test]
+fn a_localnet_network_takes_an_ipam_plugin_instead_of_subnets() {
+    let localnet = json!({"topology": "localnet", "ipam": {"type": "dhcp"}});
+    assert_eq!(parse(localnet).unwrap().ipam.as_deref(), Some("dhcp"));
+    let e =
+        err(json!({"topology": "localnet", "ipam": {"type": "dhcp"}, "subnets": "10.1.0.0/24"}));
+    assert!(
+        e.msg.contains("ipam.type") && e.msg.contains("subnets"),
+        "{}",
+        e.msg
+    );
+    let e = err(json!({"ipam": {"type": "dhcp"}}));
+    assert!(e.msg.contains("layer2"), "{}", e.msg);
+    assert_eq!(
+        parse(json!({"topology": "localnet", "ipam": {}}))
+            .unwrap()
+            .ipam,
+        None
+    );
+}

@@ -1,5 +1,6 @@
-//! DEL: the br-int port and the container interface of this attachment, then its hold on the
-//! logical port. Best effort and idempotent: what is already gone is fine (also CNI_NETNS), and
+//! DEL: the IPAM plugin's DEL first on a localnet network that has one (while the container
+//! interface still exists: dhcp sends its RELEASE from it), then the br-int port and the
+//! container interface of this attachment, then its hold on the logical port. Best effort and idempotent: what is already gone is fine (also CNI_NETNS), and
 //! every step is tried even when an earlier one failed.
 
 use cni::{Call, Error};
@@ -14,6 +15,14 @@ pub fn del(call: &Call, default_topology: Option<Topology>) -> Result<(), Error>
     let conf = OvnConf::for_teardown(call, default_topology)?;
     let who = Who::from_call(call);
     let mut errors = Vec::new();
+    if let Some(t) = &conf.ipam {
+        // An IPAM plugin that is not installed cannot hold anything for this attachment.
+        if cni::delegate::find(t, &call.env.path).is_ok() {
+            if let Err(e) = cni::delegate::ipam_forward(call, cni::Command::Del) {
+                errors.push(e);
+            }
+        }
+    }
     let mut chassis = None;
     match Ovs::connect(&conf).and_then(|mut ovs| {
         let info = ovs.info()?;
