@@ -450,6 +450,38 @@ impl DhcpLab {
             .run()
     }
 
+    /// Runs our `bridge` from `plugins` with CNI_ARGS `args`.
+    pub fn bridge_with_args(
+        &self,
+        plugins: &PluginDir,
+        command: &str,
+        cid: &str,
+        ctr: &Path,
+        args: &str,
+        conf: &Value,
+    ) -> Outcome {
+        let vars = CniVars {
+            command: command.into(),
+            container_id: cid.into(),
+            netns: ctr.display().to_string(),
+            ifname: "net1".into(),
+            args: args.into(),
+            path: plugins.path().display().to_string(),
+        };
+        let (k, v) = self.settings.env();
+        Invocation::new(plugins.plugin("bridge"))
+            .in_node(&self.node)
+            .vars(&vars)
+            .env(&k, &v)
+            .stdin_json(conf)
+            .run()
+    }
+
+    /// The server's lease file as written.
+    pub fn server_lease_file(&self) -> String {
+        fs::read_to_string(self.lease_file()).unwrap_or_default()
+    }
+
     /// The addresses the server holds as leased now (released and expired ones excluded).
     pub fn server_leases(&self) -> Vec<String> {
         let text = fs::read_to_string(self.lease_file()).unwrap_or_default();

@@ -545,3 +545,108 @@ fn a_hundred_concurrent_leases_on_one_daemon_with_bounded_threads_and_memory() {
     assert!(lab.state_files().is_empty());
     let _ = ours("dhcp");
 }
+
+/// The port state of `dev` on the node's bridge ("listening", "learning", "forwarding"...).
+fn port_state(lab: &DhcpLab, dev: &str) -> String {
+    let out = lab
+        .node
+        .run_ok(&["bridge", "-j", "link", "show", "dev", dev]);
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    v[0]["state"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn with_stp_on_the_bridge_add_waits_for_its_port_to_forward_before_the_exchange() {
+    let mut lab = DhcpLab::new(Server::Dnsmasq, ServerConf::default());
+    // Kernel STP with a 4 s forward delay: a new port listens, then learns, for 8 s.
+    lab.node.run_ok(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "br1",
+        "type",
+        "bridge",
+        "stp_state",
+        "1",
+        "forward_delay",
+        "400",
+    ]);
+    wait_until(
+        "the uplink port forwarding",
+        Duration::from_secs(30),
+        || port_state(&lab, "up0") == "forwarding",
+    );
+    // An exchange bounded well below the port's 8 s of listening and learning: without the
+    // wait, every DISCOVER is dropped at the port and ADD fails.
+    lab.start_daemon(&["-timeout", "3s"]);
+    let p = our_plugins();
+    let ctr = Netns::new("dh-ctr");
+    let nad = lab.nad("1.0.0");
+    let add = bridge(&lab, &p, "ADD", "c1", &ctr, &nad);
+    assert!(add.ok(), "{add}\n{}", lab.daemon_logs());
+    let ip = host(&address(&add.json()));
+    assert_eq!(lab.server_leases(), vec![ip]);
+    let host_port = add.json()["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(port_state(&lab, &host_port), "forwarding");
+    assert!(pings(&ctr, SERVER));
+    assert!(bridge(&lab, &p, "DEL", "c1", &ctr, &nad).ok());
+    wait_until("the release", Duration::from_secs(5), || {
+        lab.server_leases().is_empty()
+    });
+}
+
+#[test]
+fn the_pod_name_goes_as_host_name_when_asked_and_broadcast_is_per_network() {
+    let mut lab = DhcpLab::new(Server::Dnsmasq, ServerConf::default());
+    lab.start_daemon(&[]);
+    let p = our_plugins();
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=virt-launcher-web-0";
+    // Asked: provide host-name fromArg K8S_POD_NAME, and answers broadcast.
+    let mut asked = lab.nad("1.0.0");
+    asked["ipam"]["provide"] = json!([{"option": "host-name", "fromArg": "K8S_POD_NAME"}]);
+    asked["ipam"]["broadcast"] = json!(true);
+    let a = Netns::new("dh-ctr");
+    let add = lab.bridge_with_args(&p, "ADD", "a", a.path(), args, &asked);
+    assert!(add.ok(), "{add}");
+    let ip_a = host(&address(&add.json()));
+    // Not asked: no host name, answers unicast to the offered address.
+    let plain = lab.nad("1.0.0");
+    let b = Netns::new("dh-ctr");
+    let add = lab.bridge_with_args(&p, "ADD", "b", b.path(), args, &plain);
+    assert!(add.ok(), "{add}");
+    let ip_b = host(&address(&add.json()));
+    let leases = lab.server_lease_file();
+    let hostname = |ip: &str| {
+        leases
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(ip))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(hostname(&ip_a), "virt-launcher-web-0", "{leases}");
+    assert_eq!(hostname(&ip_b), "*", "{leases}");
+    let log = lab.daemon_logs();
+    let offer_to = |ip: &str| {
+        log.lines()
+            .filter(|l| l.contains("got Some(Offer)") && l.contains(&format!("yiaddr {ip} ")))
+            .filter_map(|l| l.rsplit(" to ").next())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(offer_to(&ip_a), ["255.255.255.255"], "{log}");
+    assert_eq!(offer_to(&ip_b), vec![ip_b.clone()], "{log}");
+    assert!(lab
+        .bridge_with_args(&p, "DEL", "a", a.path(), args, &asked)
+        .ok());
+    assert!(lab
+        .bridge_with_args(&p, "DEL", "b", b.path(), args, &plain)
+        .ok());
+    wait_until("the releases", Duration::from_secs(5), || {
+        lab.server_leases().is_empty()
+    });
+}

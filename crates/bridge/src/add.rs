@@ -14,6 +14,10 @@ use crate::node::{self, kernel};
 
 /// Attempts at a free random host veth name before giving up.
 const VETH_NAME_ATTEMPTS: usize = 10;
+/// IPAM plugins that talk on the bridge's wire during ADD (a DHCP exchange): the container end
+/// is set up and the port must forward (past STP's listening and learning) before they run.
+/// Others get the port as the reference gives it, without waiting for STP.
+const IPAM_ON_THE_WIRE: [&str; 1] = ["dhcp"];
 
 /// What to undo when a later step fails: each step that changed something pushes the step
 /// that takes it back, so no change lacks an undo.
@@ -144,6 +148,16 @@ impl Attach<'_> {
             ],
             ..Default::default()
         };
+        if self
+            .conf
+            .ipam
+            .as_deref()
+            .is_some_and(|t| IPAM_ON_THE_WIRE.contains(&t))
+        {
+            // Its exchange needs the port to forward: up both ends, wait out STP.
+            self.set_up(&self.cont, &cont)?;
+            node::wait_port_forwarding(&self.node, &host)?;
+        }
         if self.conf.ipam.is_some() {
             self.undo.push(Undo::Ipam);
             let ipam = cni::delegate::ipam_add(self.call)?;

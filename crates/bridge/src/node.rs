@@ -11,6 +11,11 @@ use netns::NetNs;
 /// How long ADD waits for a new bridge port to forward before undoing (reference: ~2.5 s of
 /// fixed sleeps starting at 50 ms, #463; here a short backoff that returns as soon as it is up).
 const PORT_UP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a new port may stay in STP's listening and learning states (twice the forward
+/// delay, the kernel's default 15 s and at most 30 s, plus the hello that starts it).
+const PORT_FORWARDING_TIMEOUT: Duration = Duration::from_secs(65);
+/// `BR_STATE_FORWARDING` (include/uapi/linux/if_bridge.h).
+const BR_STATE_FORWARDING: u8 = 3;
 /// `IFALIASZ - 1`: the longest alias the kernel keeps.
 const MAX_ALIAS: usize = 255;
 /// Tag at the start of the alias of every host veth this plugin creates.
@@ -110,6 +115,38 @@ pub fn wait_port_up(nl: &Netlink, port: &Link) -> Result<Link, Error> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the host end forwards frames: up, and past STP's listening and learning states
+/// on a bridge that runs STP (a port of a bridge without STP forwards as soon as it is up). For
+/// an IPAM plugin that talks on the wire (dhcp) before the container is configured: its DISCOVERs
+/// would be dropped by a port that does not forward yet.
+pub fn wait_port_forwarding(nl: &Netlink, port: &Link) -> Result<Link, Error> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let link = nl
+            .link_by_index(port.index)
+            .map_err(kernel)?
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "host veth {} disappeared while waiting for it",
+                    port.name
+                ))
+            })?;
+        let state = link.port.map(|p| p.state);
+        if link.oper_up && state.is_none_or(|s| s == BR_STATE_FORWARDING) {
+            return Ok(link);
+        }
+        if start.elapsed() > PORT_FORWARDING_TIMEOUT {
+            return Err(Error::try_again_later(format!(
+                "bridge port {} does not forward after {:?} (STP state {state:?})",
+                port.name, PORT_FORWARDING_TIMEOUT
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

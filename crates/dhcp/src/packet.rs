@@ -239,8 +239,9 @@ impl PacketSocket {
                     continue;
                 }
             };
+            let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
             trace(format_args!(
-                "got {:?} xid {:#x} yiaddr {}",
+                "got {:?} xid {:#x} yiaddr {} to {dst}",
                 msg.kind(),
                 msg.xid,
                 msg.yiaddr
