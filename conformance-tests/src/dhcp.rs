@@ -375,11 +375,7 @@ impl DhcpLab {
             .map(|d| d.count())
             .unwrap_or(0);
         let log = self.dir.join(&format!("daemon-{n}.log"));
-        let proc = spawn_in(&self.node, argv, &[("MULTIHOME_DHCP_TRACE", "1")], &log);
-        let socket = self.socket();
-        wait_until("the dhcp daemon's socket", Duration::from_secs(10), || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        });
+        let proc = start_daemon_in(&self.node, argv, &self.socket(), &log);
         self.daemon = Some(proc);
     }
 
@@ -433,21 +429,7 @@ impl DhcpLab {
         ctr: &Path,
         conf: &Value,
     ) -> Outcome {
-        let vars = CniVars {
-            command: command.into(),
-            container_id: cid.into(),
-            netns: ctr.display().to_string(),
-            ifname: "net1".into(),
-            args: String::new(),
-            path: plugins.path().display().to_string(),
-        };
-        let (k, v) = self.settings.env();
-        Invocation::new(plugins.plugin(plugin))
-            .in_node(&self.node)
-            .vars(&vars)
-            .env(&k, &v)
-            .stdin_json(conf)
-            .run()
+        self.invoke(plugins, plugin, (command, cid, ctr, ""), conf)
     }
 
     /// Runs our `bridge` from `plugins` with CNI_ARGS `args`.
@@ -460,6 +442,16 @@ impl DhcpLab {
         args: &str,
         conf: &Value,
     ) -> Outcome {
+        self.invoke(plugins, "bridge", (command, cid, ctr, args), conf)
+    }
+
+    fn invoke(
+        &self,
+        plugins: &PluginDir,
+        plugin: &str,
+        (command, cid, ctr, args): (&str, &str, &Path, &str),
+        conf: &Value,
+    ) -> Outcome {
         let vars = CniVars {
             command: command.into(),
             container_id: cid.into(),
@@ -469,7 +461,7 @@ impl DhcpLab {
             path: plugins.path().display().to_string(),
         };
         let (k, v) = self.settings.env();
-        Invocation::new(plugins.plugin("bridge"))
+        Invocation::new(plugins.plugin(plugin))
             .in_node(&self.node)
             .vars(&vars)
             .env(&k, &v)
@@ -582,16 +574,64 @@ impl DhcpLab {
     /// The number of live threads of the daemon, and its resident memory in KiB.
     pub fn daemon_threads_and_rss(&self) -> (usize, u64) {
         let pid = self.daemon.as_ref().expect("a daemon").pid();
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (field("Threads:") as usize, field("VmRSS:"))
+        let (threads, rss) = threads_and_rss(pid);
+        (threads as usize, rss)
     }
+}
+
+/// The number of live threads of process `pid`, and its resident memory in KiB.
+pub fn threads_and_rss(pid: u32) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+/// Starts a dhcp daemon (`argv`) inside `netns`; returns once `socket` accepts connections.
+pub fn start_daemon_in(netns: &Netns, argv: &[&str], socket: &Path, log: &Path) -> Proc {
+    let proc = spawn_in(netns, argv, &[("MULTIHOME_DHCP_TRACE", "1")], log);
+    wait_until(
+        &format!("the dhcp daemon's socket {}", socket.display()),
+        Duration::from_secs(10),
+        || std::os::unix::net::UnixStream::connect(socket).is_ok(),
+    );
+    proc
+}
+
+/// dnsmasq serving `first`-`last` (/24) on `iface` of `netns` with `router` as gateway and DNS
+/// server, leases in `leases`, its log in `log`; no ping check (each OFFER would wait 3 s).
+pub fn dnsmasq(
+    netns: &Netns,
+    iface: &str,
+    pool: (&str, &str),
+    router: &str,
+    leases: &Path,
+    log: &Path,
+) -> Proc {
+    spawn_in(
+        netns,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            &format!("--interface={iface}"),
+            "--bind-interfaces",
+            "--dhcp-authoritative",
+            "--no-ping",
+            &format!("--dhcp-range={},{},255.255.255.0,1h", pool.0, pool.1),
+            &format!("--dhcp-option=option:router,{router}"),
+            &format!("--dhcp-option=option:dns-server,{router}"),
+            &format!("--dhcp-leasefile={}", leases.display()),
+        ],
+        &[],
+        log,
+    )
 }
 
 impl Drop for DhcpLab {

@@ -1098,6 +1098,21 @@ pub fn call(
     args: &str,
     conf: &Value,
 ) -> crate::Outcome {
+    invocation(plugins, exe, node, command, vm, ifname, args, conf).run()
+}
+
+/// The invocation [`call`] runs, for a caller that adds to its environment.
+#[allow(clippy::too_many_arguments)]
+pub fn invocation(
+    plugins: &crate::PluginDir,
+    exe: &str,
+    node: &OvnNode,
+    command: &str,
+    vm: &Vm,
+    ifname: &str,
+    args: &str,
+    conf: &Value,
+) -> crate::Invocation {
     let vars = crate::CniVars {
         command: command.into(),
         container_id: vm.cid.clone(),
@@ -1112,7 +1127,6 @@ pub fn call(
         .vars(&vars)
         .env(&k, &v)
         .stdin_json(conf)
-        .run()
 }
 
 /// Announces `mac` from `ifname` in `ns` as QEMU does after a live migration: RARP frames

@@ -11,6 +11,21 @@ use conformance_tests::{ours, wait_until, Netns, Outcome, PluginDir};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+/// A lab serving `kind` with our daemon started: its plugins, a container, the 1.0.0 NAD.
+fn started(kind: Server, conf: ServerConf) -> (DhcpLab, PluginDir, Netns, Value) {
+    let mut lab = DhcpLab::new(kind, conf);
+    lab.start_daemon(&[]);
+    let nad = lab.nad("1.0.0");
+    (lab, our_plugins(), Netns::new("dh-ctr"), nad)
+}
+
+/// Waits until the server holds no lease (the RELEASEs reached it).
+fn wait_released(lab: &DhcpLab) {
+    wait_until("the server's leases released", Duration::from_secs(5), || {
+        lab.server_leases().is_empty()
+    });
+}
+
 /// Our bridge with our dhcp IPAM.
 fn our_plugins() -> PluginDir {
     PluginDir::ours(&["bridge", "dhcp"])
@@ -198,9 +213,7 @@ fn a_retried_add_joins_the_exchange_in_flight_with_a_slow_server() {
     assert_eq!(address(&third.json()), address(&outcomes[0].json()));
     let del = lab.run(&p, "dhcp", "DEL", "c1", ctr.path(), &nad);
     assert!(del.ok(), "{del}");
-    wait_until("the release", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_released(&lab);
 }
 
 #[test]
@@ -211,11 +224,7 @@ fn a_sigkilled_daemon_re_adopts_its_leases_and_renews_them_without_a_new_dora() 
         t2: Some(100),
         ..ServerConf::default()
     };
-    let mut lab = DhcpLab::new(Server::Dnsmasq, conf);
-    lab.start_daemon(&[]);
-    let p = our_plugins();
-    let ctr = Netns::new("dh-ctr");
-    let nad = lab.nad("1.0.0");
+    let (mut lab, p, ctr, nad) = started(Server::Dnsmasq, conf);
     let add = bridge(&lab, &p, "ADD", "c1", &ctr, &nad);
     assert!(add.ok(), "{add}");
     let r = add.json();
@@ -242,18 +251,12 @@ fn a_sigkilled_daemon_re_adopts_its_leases_and_renews_them_without_a_new_dora() 
     assert!(pings(&ctr, SERVER));
     let del = bridge(&lab, &p, "DEL", "c1", &ctr, &nad);
     assert!(del.ok(), "{del}");
-    wait_until("the release", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_released(&lab);
 }
 
 #[test]
 fn del_without_a_daemon_succeeds_and_the_lease_is_released() {
-    let mut lab = DhcpLab::new(Server::Dnsmasq, ServerConf::default());
-    lab.start_daemon(&[]);
-    let p = our_plugins();
-    let ctr = Netns::new("dh-ctr");
-    let nad = lab.nad("1.0.0");
+    let (mut lab, p, ctr, nad) = started(Server::Dnsmasq, ServerConf::default());
     let add = bridge(&lab, &p, "ADD", "c1", &ctr, &nad);
     assert!(add.ok(), "{add}");
     let ip = host(&address(&add.json()));
@@ -297,9 +300,7 @@ fn a_daemon_restarted_after_its_sandbox_was_removed_releases_the_lease() {
     });
     assert_eq!(lab.server_leases(), [host(&kept.addresses("net1")[0])]);
     assert!(bridge(&lab, &p, "DEL", "keep", &kept, &nad).ok());
-    wait_until("the release", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_released(&lab);
 }
 
 #[test]
@@ -310,11 +311,7 @@ fn kea_renews_rebinds_when_unicast_is_lost_expires_with_the_server_gone_and_rega
         t2: Some(6),
         ..ServerConf::default()
     };
-    let mut lab = DhcpLab::new(Server::Kea, conf);
-    lab.start_daemon(&[]);
-    let p = our_plugins();
-    let ctr = Netns::new("dh-ctr");
-    let nad = lab.nad("1.0.0");
+    let (mut lab, p, ctr, nad) = started(Server::Kea, conf);
     let add = bridge(&lab, &p, "ADD", "c1", &ctr, &nad);
     assert!(add.ok(), "{add}\n{}", lab.daemon_logs());
     let r = add.json();
@@ -355,9 +352,7 @@ fn kea_renews_rebinds_when_unicast_is_lost_expires_with_the_server_gone_and_rega
     assert_eq!(lab.server_leases(), vec![ip.clone()]);
     assert!(pings(&ctr, SERVER));
     assert!(bridge(&lab, &p, "DEL", "c1", &ctr, &nad).ok());
-    wait_until("the release", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_released(&lab);
 }
 
 #[test]
@@ -594,9 +589,7 @@ fn with_stp_on_the_bridge_add_waits_for_its_port_to_forward_before_the_exchange(
     assert_eq!(port_state(&lab, &host_port), "forwarding");
     assert!(pings(&ctr, SERVER));
     assert!(bridge(&lab, &p, "DEL", "c1", &ctr, &nad).ok());
-    wait_until("the release", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_released(&lab);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! a router on VLAN 100 and another untagged, both in 192.168.100.0/24.
 
 use conformance_tests::ovn::{
-    addr_of, call, nb_rows, ok_json as ok, ovsdb_map, ovsdb_strings, NodeBridge, OvnNode, Vm,
+    addr_of, call, invocation, nb_rows, ok_json as ok, ovsdb_map, ovsdb_strings, NodeBridge,
+    OvnNode, Vm,
 };
 use conformance_tests::plugin::nad_config;
 use conformance_tests::{ours, CniVars, Invocation, Netns, Outcome, OvnLab, PluginDir};
@@ -376,29 +377,19 @@ fn the_documentations_nncp_and_localnet_nad_work_as_written() {
 /// daemon; the logical port's security is its MAC only; the RELEASE reaches the server at DEL.
 #[test]
 fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
-    use conformance_tests::dhcp::spawn_in;
+    use conformance_tests::dhcp;
     use conformance_tests::{wait_until, NodeSettings, TempDir};
     use std::time::Duration;
     let (lab, _r100, r0) = lab("lnd", 1);
     let dir = TempDir::new("lnd");
     std::fs::create_dir_all(dir.join("run")).unwrap();
     let leases = dir.join("dnsmasq.leases");
-    let _dnsmasq = spawn_in(
+    let _dnsmasq = dhcp::dnsmasq(
         &r0,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-authoritative",
-            "--no-ping",
-            "--dhcp-range=192.168.100.50,192.168.100.99,255.255.255.0,600",
-            &format!("--dhcp-option=option:router,{ROUTER_UNTAGGED}"),
-            &format!("--dhcp-leasefile={}", leases.display()),
-        ],
-        &[],
+        "eth0",
+        ("192.168.100.50", "192.168.100.99"),
+        ROUTER_UNTAGGED,
+        &leases,
         &dir.join("dnsmasq.log"),
     );
     let node = &lab.nodes[0];
@@ -408,7 +399,7 @@ fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
         &json!({"dhcp_socket_dirs": [dir.join("run")], "dhcp_state_dir": dir.join("state")}),
     );
     let socket = dir.join("run/dhcp.sock");
-    let _daemon = spawn_in(
+    let _daemon = dhcp::start_daemon_in(
         &node.ns,
         &[
             &ours("dhcp").display().to_string(),
@@ -418,12 +409,9 @@ fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
             "-statedir",
             &dir.join("state").display().to_string(),
         ],
-        &[],
+        &socket,
         &dir.join("daemon.log"),
     );
-    wait_until("the dhcp daemon", Duration::from_secs(10), || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
     let plugins = plugins().with_ours(&["dhcp"]);
     let conf = localnet(
         "lnd",
@@ -431,22 +419,9 @@ fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
     );
     let vm = Vm::new("lnd-vm");
     let run = |command: &str, conf: &Value| {
-        let vars = CniVars {
-            command: command.into(),
-            container_id: vm.cid.clone(),
-            netns: vm.ns.path().display().to_string(),
-            ifname: "net1".into(),
-            args: String::new(),
-            path: plugins.path().display().to_string(),
-        };
-        let (k, v) = node.plugin_env();
-        let (k2, v2) = settings.env();
-        Invocation::new(plugins.plugin("localnet"))
-            .in_node(&node.ns)
-            .vars(&vars)
+        let (k, v) = settings.env();
+        invocation(&plugins, "localnet", node, command, &vm, "net1", "", conf)
             .env(&k, &v)
-            .env(&k2, &v2)
-            .stdin_json(conf)
             .run()
     };
     let add = run("ADD", &conf);

@@ -1387,28 +1387,15 @@ fn ovn_cluster(_iterations: usize) -> String {
 /// Pause after growing a node before sampling it (see `node_scale`).
 const SETTLE_SECS: u64 = 12;
 
-/// Threads and resident KiB of a process.
-fn threads_rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("Threads:"), field("VmRSS:"))
-}
-
 /// dhcp: ADD until leased through the bridge plugin (ours in both), with the reference's dhcp
 /// executable and daemon against ours, on one dnsmasq on the node's bridge; then the daemons'
 /// threads and memory with 20 leases held each.
 fn dhcp_add(iterations: usize) -> String {
-    use conformance_tests::dhcp::{spawn_in, DhcpLab, Server, ServerConf};
+    use conformance_tests::dhcp::{start_daemon_in, DhcpLab, Server, ServerConf};
     let mut lab = DhcpLab::new(Server::Dnsmasq, ServerConf::default());
     lab.start_daemon(&[]);
     let ref_socket = lab.dir.join("run/reference.sock");
-    let reference_daemon = spawn_in(
+    let reference_daemon = start_daemon_in(
         &lab.node,
         &[
             &reference("dhcp").display().to_string(),
@@ -1416,13 +1403,8 @@ fn dhcp_add(iterations: usize) -> String {
             "-socketpath",
             &ref_socket.display().to_string(),
         ],
-        &[],
+        &ref_socket,
         &lab.dir.join("reference-daemon.log"),
-    );
-    conformance_tests::wait_until(
-        "the reference daemon",
-        std::time::Duration::from_secs(10),
-        || std::os::unix::net::UnixStream::connect(&ref_socket).is_ok(),
     );
     let mine_dir = conformance_tests::PluginDir::ours(&["bridge", "dhcp"]);
     let theirs_dir = conformance_tests::PluginDir::ours(&["bridge"]).with_reference(&["dhcp"]);
@@ -1475,8 +1457,8 @@ fn dhcp_add(iterations: usize) -> String {
     // 20 leases held by each daemon: threads and memory.
     let ctrs: Vec<Netns> = (0..40).map(|_| Netns::new("bench-dl")).collect();
     let (ref_before, ours_before) = (
-        threads_rss(reference_daemon.pid()),
-        threads_rss(lab.daemon().expect("our daemon").pid()),
+        conformance_tests::dhcp::threads_and_rss(reference_daemon.pid()),
+        conformance_tests::dhcp::threads_and_rss(lab.daemon().expect("our daemon").pid()),
     );
     std::thread::scope(|s| {
         for (i, c) in ctrs.iter().enumerate() {
@@ -1493,8 +1475,8 @@ fn dhcp_add(iterations: usize) -> String {
         }
     });
     let (ref_after, ours_after) = (
-        threads_rss(reference_daemon.pid()),
-        threads_rss(lab.daemon().expect("our daemon").pid()),
+        conformance_tests::dhcp::threads_and_rss(reference_daemon.pid()),
+        conformance_tests::dhcp::threads_and_rss(lab.daemon().expect("our daemon").pid()),
     );
     let ratio = theirs.median() / mine.median();
     eprintln!(

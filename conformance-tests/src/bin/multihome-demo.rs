@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use conformance_tests::dhcp::spawn_in;
+use conformance_tests::dhcp;
 use conformance_tests::ovn::NodeBridge;
 use conformance_tests::plugin::nad_config;
 use conformance_tests::{
@@ -180,25 +180,12 @@ fn demo() -> usize {
     // router as gateway and DNS server (the corporate router of the documentation).
     let scratch = TempDir::new("demo-dhcp");
     let t = Instant::now();
-    let dnsmasq = spawn_in(
+    let dnsmasq = dhcp::dnsmasq(
         &router,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-authoritative",
-            "--no-ping",
-            &format!("--dhcp-range={DHCP_FIRST},{DHCP_LAST},255.255.255.0,1h"),
-            &format!("--dhcp-option=option:dns-server,{ROUTER_IP}"),
-            &format!(
-                "--dhcp-leasefile={}",
-                scratch.join("dnsmasq.leases").display()
-            ),
-        ],
-        &[],
+        "eth0",
+        (DHCP_FIRST, DHCP_LAST),
+        ROUTER_IP,
+        &scratch.join("dnsmasq.leases"),
         &scratch.join("dnsmasq.log"),
     );
     // Each node runs `dhcp daemon` (the DaemonSet's container on a real node) on its own
@@ -222,7 +209,7 @@ fn demo() -> usize {
             .unwrap();
             let socket = dir.join("run/dhcp.sock").display().to_string();
             let state = dir.join("leases").display().to_string();
-            let d = spawn_in(
+            let d = dhcp::start_daemon_in(
                 n,
                 &[
                     &ours("dhcp").display().to_string(),
@@ -232,13 +219,8 @@ fn demo() -> usize {
                     "-statedir",
                     &state,
                 ],
-                &[],
+                std::path::Path::new(&socket),
                 &dir.join("daemon.log"),
-            );
-            conformance_tests::wait_until(
-                "the node's dhcp daemon",
-                std::time::Duration::from_secs(10),
-                || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
             );
             (d, dir)
         })

@@ -92,6 +92,23 @@ pub fn random_veth_name() -> String {
 /// Waits until the host end is operationally up (a new bridge port starts disabled and
 /// forwards once the kernel's link watcher has seen the carrier), polling with a short backoff.
 pub fn wait_port_up(nl: &Netlink, port: &Link) -> Result<Link, Error> {
+    wait_port(nl, port, false)
+}
+
+/// Waits until the host end forwards frames: up, and past STP's listening and learning states
+/// on a bridge that runs STP (a port of a bridge without STP forwards as soon as it is up). For
+/// an IPAM plugin that talks on the wire (dhcp) before the container is configured: its DISCOVERs
+/// would be dropped by a port that does not forward yet.
+pub fn wait_port_forwarding(nl: &Netlink, port: &Link) -> Result<Link, Error> {
+    wait_port(nl, port, true)
+}
+
+fn wait_port(nl: &Netlink, port: &Link, forwarding: bool) -> Result<Link, Error> {
+    let (limit, most) = if forwarding {
+        (PORT_FORWARDING_TIMEOUT, Duration::from_millis(100))
+    } else {
+        (PORT_UP_TIMEOUT, Duration::from_millis(50))
+    };
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
@@ -104,49 +121,23 @@ pub fn wait_port_up(nl: &Netlink, port: &Link) -> Result<Link, Error> {
                     port.name
                 ))
             })?;
-        if link.oper_up {
-            return Ok(link);
-        }
-        if start.elapsed() > PORT_UP_TIMEOUT {
-            return Err(Error::try_again_later(format!(
-                "bridge port {} did not come up within {:?}",
-                port.name, PORT_UP_TIMEOUT
-            )));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// Waits until the host end forwards frames: up, and past STP's listening and learning states
-/// on a bridge that runs STP (a port of a bridge without STP forwards as soon as it is up). For
-/// an IPAM plugin that talks on the wire (dhcp) before the container is configured: its DISCOVERs
-/// would be dropped by a port that does not forward yet.
-pub fn wait_port_forwarding(nl: &Netlink, port: &Link) -> Result<Link, Error> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let link = nl
-            .link_by_index(port.index)
-            .map_err(kernel)?
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "host veth {} disappeared while waiting for it",
-                    port.name
-                ))
-            })?;
         let state = link.port.map(|p| p.state);
-        if link.oper_up && state.is_none_or(|s| s == BR_STATE_FORWARDING) {
+        let stp_ok = !forwarding || state.is_none_or(|s| s == BR_STATE_FORWARDING);
+        if link.oper_up && stp_ok {
             return Ok(link);
         }
-        if start.elapsed() > PORT_FORWARDING_TIMEOUT {
-            return Err(Error::try_again_later(format!(
-                "bridge port {} does not forward after {:?} (STP state {state:?})",
-                port.name, PORT_FORWARDING_TIMEOUT
-            )));
+        if start.elapsed() > limit {
+            return Err(Error::try_again_later(if forwarding {
+                format!(
+                    "bridge port {} does not forward after {limit:?} (STP state {state:?})",
+                    port.name
+                )
+            } else {
+                format!("bridge port {} did not come up within {limit:?}", port.name)
+            }));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(most);
     }
 }
 
