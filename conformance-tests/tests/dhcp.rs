@@ -21,9 +21,11 @@ fn started(kind: Server, conf: ServerConf) -> (DhcpLab, PluginDir, Netns, Value)
 
 /// Waits until the server holds no lease (the RELEASEs reached it).
 fn wait_released(lab: &DhcpLab) {
-    wait_until("the server's leases released", Duration::from_secs(5), || {
-        lab.server_leases().is_empty()
-    });
+    wait_until(
+        "the server's leases released",
+        Duration::from_secs(5),
+        || lab.server_leases().is_empty(),
+    );
 }
 
 /// Our bridge with our dhcp IPAM.
