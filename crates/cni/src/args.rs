@@ -31,6 +31,18 @@ impl CniArgs {
         Ok(CniArgs { pairs })
     }
 
+    /// The same arguments without `key`.
+    pub fn without(&self, key: &str) -> CniArgs {
+        CniArgs {
+            pairs: self
+                .pairs
+                .iter()
+                .filter(|(k, _)| k != key)
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The value of a key (the last one wins when repeated).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs

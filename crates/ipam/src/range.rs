@@ -239,6 +239,30 @@ impl IpRange {
     }
 
     /// Every span that is never allocated: network address, IPv4 broadcast, gateway, excludes.
+    /// Why `ip` cannot be reserved on request in this range, if it cannot: outside the range's
+    /// network (a requested address may lie outside `start`-`end`, which bound only what is
+    /// allocated), its network or broadcast address, its gateway, or excluded.
+    pub fn request_refusal(&self, ip: IpAddr) -> Option<String> {
+        if ip.is_ipv4() != self.is_v4() || !self.network.contains(ip) {
+            return Some(format!("outside {}", self.network));
+        }
+        let n = to_u128(ip);
+        let (first, last) = span_of(&self.network);
+        if n == first {
+            return Some(format!("the network address of {}", self.network));
+        }
+        if self.is_v4() && n == last {
+            return Some(format!("the broadcast address of {}", self.network));
+        }
+        if self.gateway == Some(ip) {
+            return Some("the gateway".into());
+        }
+        self.excludes
+            .iter()
+            .find(|x| x.contains(ip))
+            .map(|x| format!("excluded (exclude {x})"))
+    }
+
     fn blocked(&self) -> Vec<Span> {
         let v4 = self.is_v4();
         let (first, last) = span_of(&self.network);

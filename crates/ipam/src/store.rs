@@ -154,7 +154,28 @@ pub enum StoreError {
     /// A transient failure (timeout, lost quorum): the runtime may retry.
     #[error("store busy: {0}")]
     Transient(String),
+    /// The requested address is another attachment's.
+    #[error("requested address {ip} is held by {holder}")]
+    Taken {
+        /// The address.
+        ip: IpAddr,
+        /// Who holds it (container ID, interface, pod).
+        holder: String,
+    },
 }
+
+/// How a holder is named in [`StoreError::Taken`].
+pub fn describe_owner(o: &Owner) -> String {
+    let pod = o
+        .pod_ref
+        .as_deref()
+        .map(|p| format!(", pod {p}"))
+        .unwrap_or_default();
+    format!("container {} interface {}{pod}", o.container_id, o.ifname)
+}
+
+/// Plugin-specific CNI code: a requested address is another attachment's.
+pub const CODE_TAKEN: u32 = 103;
 
 /// Plugin-specific CNI code: the range has no free address.
 pub const CODE_EXHAUSTED: u32 = 102;
@@ -165,6 +186,7 @@ impl From<StoreError> for cni::Error {
             StoreError::Exhausted { .. } => CODE_EXHAUSTED,
             StoreError::Corrupt { .. } | StoreError::Unavailable(_) => cni::code::IO_FAILURE,
             StoreError::Transient(_) => cni::code::TRY_AGAIN_LATER,
+            StoreError::Taken { .. } => CODE_TAKEN,
         };
         cni::Error::new(code, e.to_string())
     }
@@ -176,6 +198,16 @@ pub trait Store {
     /// found by `pod_ref` + ifname under another container ID is handed its address again (a
     /// restarted sandbox) and the reservation moves to the new container ID.
     fn reserve(&self, pool: &PoolId, range: &IpRange, owner: &Owner) -> Result<IpAddr, StoreError>;
+    /// Reserves exactly `ip` (in `range`'s network) for `owner`: fine when it is already the
+    /// owner's, or its pod's under an earlier sandbox (handed over, as [`Store::reserve`] does);
+    /// [`StoreError::Taken`] when anyone else holds it.
+    fn reserve_exact(
+        &self,
+        pool: &PoolId,
+        range: &IpRange,
+        ip: IpAddr,
+        owner: &Owner,
+    ) -> Result<(), StoreError>;
     /// Releases one address if `owner` holds it (used to undo a partial ADD).
     fn release_ip(&self, pool: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError>;
     /// Releases everything (container ID, ifname) holds in the pool; returns what was freed.

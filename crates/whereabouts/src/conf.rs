@@ -68,13 +68,120 @@ pub struct WhereaboutsConf {
     pub routes: Vec<Route>,
     /// `dns`, reported in the result.
     pub dns: Dns,
-    /// Static extras: `addresses` [{address, gateway}], then CNI_ARGS `IP=` (comma-separated);
-    /// CNI_ARGS `GATEWAY=` set on every address containing it.
+    /// Static extras: the entries of `addresses` [{address, gateway}] outside every range,
+    /// reported as written (CNI_ARGS `GATEWAY=` set on every address containing it).
     pub addresses: Vec<IpConfig>,
+    /// Addresses asked for inside a range, reserved in its pool instead of an allocation
+    /// there: `runtimeConfig.ips` (the `ips` capability, Multus' network selection `ips`),
+    /// CNI_ARGS `IP` (comma-separated; podman's `--ip` passes a bare address) and the entries
+    /// of `addresses` that lie in a range. One per range.
+    pub requested: Vec<Requested>,
     /// `log_file`, if set and not empty.
     pub log_file: Option<String>,
     /// `log_level`, if set and not empty.
     pub log_level: Option<String>,
+}
+
+/// An address asked for, in a range of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested {
+    /// The address.
+    pub ip: IpAddr,
+    /// The index of its range in [`WhereaboutsConf::ranges`].
+    pub range: usize,
+}
+
+/// Splits the asked-for addresses: into a range (reserved there) or, for `addresses` entries
+/// only, static extras. A runtime's request outside every range, on an address a range cannot
+/// hand out, or a second one in a range, is refused (7) naming where it came from.
+fn requested(
+    ranges: &[IpRange],
+    config: Vec<IpConfig>,
+    asked: Vec<(String, IpAddr)>,
+) -> Result<(Vec<IpConfig>, Vec<Requested>), Error> {
+    let mut extras = Vec::new();
+    let mut wanted: Vec<(String, IpAddr)> = Vec::new();
+    for (i, a) in config.into_iter().enumerate() {
+        let ip = a.address.ip();
+        if ranges
+            .iter()
+            .any(|r| r.network.contains(ip) && r.is_v4() == ip.is_ipv4())
+        {
+            wanted.push((format!("ipam.addresses[{i}]"), ip));
+        } else {
+            extras.push(a);
+        }
+    }
+    wanted.extend(asked);
+    let mut out: Vec<Requested> = Vec::new();
+    for (key, ip) in wanted {
+        let Some(range) = ranges
+            .iter()
+            .position(|r| r.network.contains(ip) && r.is_v4() == ip.is_ipv4())
+        else {
+            let nets: Vec<String> = ranges.iter().map(|r| r.network.to_string()).collect();
+            return Err(Error::invalid_config(format!(
+                "{key} {ip}: outside every range of this network ({})",
+                nets.join(", ")
+            )));
+        };
+        if let Some(why) = ranges[range].request_refusal(ip) {
+            return Err(Error::invalid_config(format!(
+                "{key} {ip}: cannot be reserved, it is {why}"
+            )));
+        }
+        match out.iter().find(|r| r.range == range) {
+            Some(r) if r.ip == ip => {}
+            Some(r) => {
+                return Err(Error::invalid_config(format!(
+                    "{key} {ip}: {} is already asked for in range {}; one address per range",
+                    r.ip,
+                    ranges[range].key()
+                )))
+            }
+            None => out.push(Requested { ip, range }),
+        }
+    }
+    Ok((extras, out))
+}
+
+/// `runtimeConfig.ips` (CIDRs, or bare addresses) and CNI_ARGS `IP`, with where each came from.
+fn asked_addresses(conf: &NetConf, args: &CniArgs) -> Result<Vec<(String, IpAddr)>, Error> {
+    let mut out = Vec::new();
+    if let Some(v) = conf.runtime("ips").filter(|v| !v.is_null()) {
+        let list = v.as_array().ok_or_else(|| {
+            Error::invalid_config(format!(
+                "runtimeConfig.ips: {} must be a list of addresses",
+                cni::error::quote_value(v)
+            ))
+        })?;
+        for (i, item) in list.iter().enumerate() {
+            let key = format!("runtimeConfig.ips[{i}]");
+            let ip = item
+                .as_str()
+                .and_then(|s| s.trim().split('/').next()?.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    Error::invalid_config(format!(
+                        "{key}: {} is not an address",
+                        cni::error::quote_value(item)
+                    ))
+                })?;
+            out.push((key, ip));
+        }
+    }
+    if let Some(ips) = args.get("IP").filter(|s| !s.is_empty()) {
+        for item in ips.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let ip = item
+                .split('/')
+                .next()
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    Error::invalid_config(format!("CNI_ARGS IP entry {item:?} is not an address"))
+                })?;
+            out.push(("CNI_ARGS IP".to_string(), ip));
+        }
+    }
+    Ok(out)
 }
 
 /// Where reservations are kept.
@@ -331,7 +438,8 @@ pub fn parse_with_paths(
     let value = Value::Object(merged);
     let raw: RawConf = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
     let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
-    build(&raw, &store, args, &origin).map_err(|e| origin.annotate(e))
+    let asked = asked_addresses(conf, args)?;
+    build(&raw, &store, args, &origin, asked).map_err(|e| origin.annotate(e))
 }
 
 /// The `ipam` object of the network configuration (empty when absent).
@@ -441,17 +549,14 @@ fn build(
     store: &StoreKeys,
     args: &CniArgs,
     origin: &Origin,
+    asked: Vec<(String, IpAddr)>,
 ) -> Result<WhereaboutsConf, Error> {
     let gateway = opt_ip("ipam.gateway", raw.gateway.as_deref())?;
     let ranges = ranges(raw, gateway)?;
     let mut addresses = config_addresses(raw.addresses.as_deref().unwrap_or_default())?;
-    let prefix_of = |ip: IpAddr| {
-        ranges
-            .iter()
-            .find(|r| r.network.contains(ip) && r.is_v4() == ip.is_ipv4())
-            .map(|r| r.network.prefix())
-    };
-    apply_cni_args_with(&mut addresses, args, prefix_of)?;
+    // CNI_ARGS GATEWAY on the static entries; CNI_ARGS IP is a request (asked_addresses).
+    apply_cni_args_with(&mut addresses, &args.without("IP"), |_| None)?;
+    let (addresses, requested) = requested(&ranges, addresses, asked)?;
     Ok(WhereaboutsConf {
         ranges,
         network_name: raw.network_name.clone().unwrap_or_default(),
@@ -461,6 +566,7 @@ fn build(
         routes: routes(raw.routes.as_deref().unwrap_or_default())?,
         dns: raw.dns.clone().unwrap_or_default(),
         addresses,
+        requested,
         log_file: non_empty(raw.log_file.as_deref()).map(str::to_string),
         log_level: non_empty(raw.log_level.as_deref()).map(str::to_string),
     })

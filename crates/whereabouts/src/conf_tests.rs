@@ -301,11 +301,13 @@ fn routes_dns_and_addresses_are_read() {
 }
 
 #[test]
-fn cni_args_ip_and_gateway_are_static_extras() {
+fn cni_args_ip_in_a_range_is_a_request_and_gateway_stays_on_the_extras() {
     let c = parse_with_paths(
-        &net_conf(json!({"range": "10.0.0.0/24",
-            "addresses": [{"address": "10.9.0.5/24"}]})),
-        &args("IgnoreUnknown=1;IP=10.20.0.5/24,10.30.0.5/24;GATEWAY=10.20.0.1,10.9.0.1"),
+        &net_conf(
+            json!({"ipRanges": [{"range": "10.0.0.0/24"}, {"range": "10.20.0.0/24"}],
+            "addresses": [{"address": "10.9.0.5/24"}]}),
+        ),
+        &args("IgnoreUnknown=1;IP=10.20.0.5/24;GATEWAY=10.9.0.1"),
         &[],
     )
     .unwrap();
@@ -314,25 +316,84 @@ fn cni_args_ip_and_gateway_are_static_extras() {
         .iter()
         .map(|a| (a.address.to_string(), a.gateway))
         .collect();
+    assert_eq!(got, vec![("10.9.0.5/24".to_string(), Some(ip("10.9.0.1")))]);
     assert_eq!(
-        got,
-        [
-            ("10.9.0.5/24".to_string(), Some(ip("10.9.0.1"))),
-            ("10.20.0.5/24".to_string(), Some(ip("10.20.0.1"))),
-            ("10.30.0.5/24".to_string(), None)
-        ]
+        c.requested,
+        vec![Requested {
+            ip: ip("10.20.0.5"),
+            range: 1
+        }]
     );
-    let e = parse_with_paths(
+    // podman's --ip: a bare address.
+    let c = parse_with_paths(
         &net_conf(json!({"range": "10.0.0.0/24"})),
-        &args("IP=10.20.0.5"),
+        &args("IP=10.0.0.7"),
         &[],
     )
-    .unwrap_err();
-    assert!(
-        e.msg.contains("CNI_ARGS IP entry \"10.20.0.5\""),
-        "{}",
-        e.msg
+    .unwrap();
+    assert_eq!(
+        c.requested,
+        vec![Requested {
+            ip: ip("10.0.0.7"),
+            range: 0
+        }]
     );
+    for (a, want) in [
+        ("IP=10.20.0.5", "CNI_ARGS IP 10.20.0.5: outside every range"),
+        ("IP=x", "CNI_ARGS IP entry \"x\""),
+        ("IP=10.0.0.0", "CNI_ARGS IP 10.0.0.0: cannot be reserved"),
+        ("IP=10.0.0.5,10.0.0.6", "10.0.0.5 is already asked for"),
+    ] {
+        let e = parse_with_paths(&net_conf(json!({"range": "10.0.0.0/24"})), &args(a), &[])
+            .unwrap_err();
+        assert_eq!(e.code, 7, "{}", e.msg);
+        assert!(e.msg.contains(want), "{a}: {}", e.msg);
+    }
+}
+
+#[test]
+fn runtime_config_ips_are_requests_named_by_index() {
+    let conf = |ips: Value| {
+        let c = json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge",
+            "ipam": {"ipRanges": [{"range": "10.0.0.0/24", "exclude": ["10.0.0.16/28"]},
+                                  {"range": "fd00::/64"}]},
+            "runtimeConfig": {"ips": ips}});
+        NetConf::parse(c.to_string().as_bytes()).unwrap()
+    };
+    let c = parse_with_paths(&conf(json!(["10.0.0.9/24", "fd00::9/64"])), &args(""), &[]).unwrap();
+    assert_eq!(
+        c.requested,
+        vec![
+            Requested {
+                ip: ip("10.0.0.9"),
+                range: 0
+            },
+            Requested {
+                ip: ip("fd00::9"),
+                range: 1
+            }
+        ]
+    );
+    assert!(c.addresses.is_empty());
+    for (ips, want) in [
+        (
+            json!(["10.0.0.17"]),
+            "runtimeConfig.ips[0] 10.0.0.17: cannot be reserved, it is excluded",
+        ),
+        (
+            json!(["10.0.0.9", "10.1.0.1"]),
+            "runtimeConfig.ips[1] 10.1.0.1: outside every range",
+        ),
+        (json!([5]), "runtimeConfig.ips[0]: 5 is not an address"),
+        (
+            json!("10.0.0.9"),
+            "runtimeConfig.ips: \"10.0.0.9\" must be a list",
+        ),
+    ] {
+        let e = parse_with_paths(&conf(ips.clone()), &args(""), &[]).unwrap_err();
+        assert_eq!(e.code, 7, "{}", e.msg);
+        assert!(e.msg.contains(want), "{ips}: {}", e.msg);
+    }
 }
 
 #[test]

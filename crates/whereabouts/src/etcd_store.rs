@@ -918,6 +918,64 @@ impl Store for EtcdStore {
         self.allocate(id, &pool, range, owner, hint, hinted, read_revision)
     }
 
+    fn reserve_exact(
+        &self,
+        id: &PoolId,
+        _range: &IpRange,
+        ip: IpAddr,
+        owner: &Owner,
+    ) -> Result<(), StoreError> {
+        let pool = pool_name(id);
+        if let Some(l) = legacy_pool_prefix(id).map(|l| self.key(&["pools", &l])) {
+            let old = self.get(
+                "look for a pool of an earlier release",
+                RangeRequest::key(l)
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_limit(1),
+            )?;
+            if !old.is_empty() {
+                self.upgrade_pool(id)?;
+            }
+        }
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            match self.holder(&pool, ip)? {
+                Some((held, _)) if held.attachment() == owner.attachment() => return Ok(()),
+                Some((held, _))
+                    if owner.pod_ref.is_some()
+                        && held.pod_ref == owner.pod_ref
+                        && held.ifname == owner.ifname =>
+                {
+                    let pod = owner.pod_ref.as_deref().expect("checked");
+                    if self.adopt(id, &pool, ip, pod, owner)? {
+                        return Ok(());
+                    }
+                }
+                Some((held, _)) => {
+                    return Err(StoreError::Taken {
+                        ip,
+                        holder: ipam::store::describe_owner(&held),
+                    })
+                }
+                None => {
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(self.ip_key(&pool, ip), 0)])
+                        .and_then(self.claim_ops(id, &pool, ip, owner, true)?);
+                    let (resp, tries) = self.txn_counted("claim a requested address", txn)?;
+                    if resp.succeeded() {
+                        return Ok(());
+                    }
+                    // Lost: to another claim (the next read names it), or to our own attempt
+                    // whose answer was lost (the next read finds it ours).
+                    let _ = tries;
+                }
+            }
+        }
+        Err(StoreError::Transient(format!(
+            "the claim of requested address {ip} kept losing to concurrent changes"
+        )))
+    }
+
     fn release_ip(&self, id: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError> {
         let pool = pool_name(id);
         let Some((held, rev)) = self.holder(&pool, ip)? else {

@@ -87,6 +87,34 @@ fn address(conf: &WhereaboutsConf, range: &IpRange, ip: IpAddr) -> IpConfig {
     }
 }
 
+/// Reserves the address asked for in `range` (the `ips` capability, CNI_ARGS `IP`): refused
+/// when the attachment already holds another one there (an ADD repeated with another request:
+/// DEL it first), or when another attachment holds it (103).
+fn reserve_asked(
+    store: &dyn Store,
+    pool: &PoolId,
+    range: &IpRange,
+    ip: IpAddr,
+    owner: &Owner,
+) -> Result<IpAddr, Error> {
+    let held = store.find(pool, &owner.container_id, &owner.ifname)?;
+    if let Some(other) = held
+        .iter()
+        .map(|r| r.ip)
+        .find(|a| *a != ip && range.network.contains(*a))
+    {
+        return Err(Error::invalid_config(format!(
+            "requested address {ip}: this attachment (container {} interface {}) already holds \
+             {other} in range {}; DEL it first",
+            owner.container_id,
+            owner.ifname,
+            range.key()
+        )));
+    }
+    store.reserve_exact(pool, range, ip, owner)?;
+    Ok(ip)
+}
+
 /// Reserves one address per range; on a failure releases what this call reserved anew.
 fn reserve_all(
     store: &dyn Store,
@@ -105,9 +133,14 @@ fn reserve_all(
         );
     }
     let mut done: Vec<(PoolId, IpAddr)> = Vec::new();
-    for range in &conf.ranges {
+    for (i, range) in conf.ranges.iter().enumerate() {
         let pool = PoolId::for_range(&conf.network_name, range, conf.enable_overlapping_ranges);
-        match store.reserve(&pool, range, owner) {
+        let asked = conf.requested.iter().find(|r| r.range == i).map(|r| r.ip);
+        let got = match asked {
+            Some(ip) => reserve_asked(store, &pool, range, ip, owner),
+            None => store.reserve(&pool, range, owner).map_err(Error::from),
+        };
+        match got {
             Ok(ip) => done.push((pool, ip)),
             Err(e) => {
                 for (pool, ip) in done.iter().filter(|(_, ip)| !held_before.contains(ip)) {
@@ -115,7 +148,7 @@ fn reserve_all(
                         cni::log_error!("undoing the reservation of {ip}: {undo}");
                     }
                 }
-                return Err(e.into());
+                return Err(e);
             }
         }
     }

@@ -777,6 +777,38 @@ impl Store for FileStore {
         pool.allocate(range, owner)
     }
 
+    fn reserve_exact(
+        &self,
+        id: &PoolId,
+        _range: &IpRange,
+        ip: IpAddr,
+        owner: &Owner,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool_for_write(id)?;
+        let _lock = pool.lock(self.lock_timeout)?;
+        match pool.holder(ip)? {
+            None => pool.put(ip, owner),
+            Some(held) if same_attachment(&held, &owner.container_id, &owner.ifname) => {
+                if held != *owner && (held.network.is_none() || held.pod_ref.is_none()) {
+                    pool.hand_over(ip, &held, owner)?;
+                }
+                Ok(())
+            }
+            // The pod's restarted sandbox (new container ID): its address moves with it.
+            Some(held)
+                if owner.pod_ref.is_some()
+                    && held.pod_ref == owner.pod_ref
+                    && held.ifname == owner.ifname =>
+            {
+                pool.hand_over(ip, &held, owner)
+            }
+            Some(held) => Err(StoreError::Taken {
+                ip,
+                holder: ipam::store::describe_owner(&held),
+            }),
+        }
+    }
+
     fn release_ip(&self, id: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError> {
         let pool = self.pool(id);
         if !pool.block_path(ip).exists() {
