@@ -30,6 +30,8 @@ pub struct EtcdCluster {
     netns: String,
     members: Vec<Member>,
     initial_cluster: String,
+    /// The address clients reach the members at (loopback unless another node must reach them).
+    host: String,
     /// Server and client certificates when clients must speak TLS.
     tls: Option<TlsFiles>,
     _dir: TempDir,
@@ -195,7 +197,13 @@ fn free_port() -> u16 {
 impl EtcdCluster {
     /// Starts `n` members inside `netns` and waits until the cluster answers.
     pub fn start(n: usize, netns: &Netns) -> EtcdCluster {
-        EtcdCluster::start_with(n, netns, None)
+        EtcdCluster::start_with(n, netns, None, "127.0.0.1")
+    }
+
+    /// Starts `n` members inside `netns` serving clients at `host`, an address of that
+    /// namespace that other node namespaces reach (a cluster every node of a test shares).
+    pub fn start_serving_at(n: usize, netns: &Netns, host: std::net::IpAddr) -> EtcdCluster {
+        EtcdCluster::start_with(n, netns, None, &host.to_string())
     }
 
     /// Starts `n` members whose client URLs are `https://` only and require a client
@@ -212,10 +220,11 @@ impl EtcdCluster {
                 client_cert: pki.client_cert.clone(),
                 client_key: pki.client_key.clone(),
             }),
+            "127.0.0.1",
         )
     }
 
-    fn start_with(n: usize, netns: &Netns, tls: Option<TlsFiles>) -> EtcdCluster {
+    fn start_with(n: usize, netns: &Netns, tls: Option<TlsFiles>, host: &str) -> EtcdCluster {
         let dir = TempDir::new("etcd");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -235,6 +244,7 @@ impl EtcdCluster {
             netns: netns.name().to_string(),
             members,
             initial_cluster,
+            host: host.to_string(),
             tls,
             _dir: dir,
         };
@@ -318,7 +328,8 @@ impl EtcdCluster {
     }
 
     /// Client URLs of every member (`http://127.0.0.1:port`, `https://` for a TLS cluster),
-    /// reachable inside the namespace.
+    /// reachable inside the namespace (and from other nodes, for a cluster serving at an
+    /// address they reach).
     pub fn endpoints(&self) -> Vec<String> {
         (0..self.members.len()).map(|i| self.endpoint(i)).collect()
     }
@@ -326,8 +337,9 @@ impl EtcdCluster {
     /// Client URL of member `i`.
     pub fn endpoint(&self, i: usize) -> String {
         format!(
-            "{}://127.0.0.1:{}",
+            "{}://{}:{}",
             self.scheme(),
+            self.host,
             self.members[i].client_port
         )
     }

@@ -419,6 +419,7 @@ fn model_walk(store: &dyn Store, network: &str, thread: usize, steps: usize, see
         ifname: "net1".into(),
         pod_ref: Some(format!("ns/t{thread}-p{pod}")),
         network: Some(network.into()),
+        sticky: None,
     };
     for step in 0..steps {
         let pod = rng.below(4) as usize;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 enum Store {
     File(TempDir),
-    Etcd(EtcdCluster),
+    Etcd(Box<EtcdCluster>),
 }
 
 struct Lab {
@@ -37,7 +37,7 @@ impl Lab {
         Lab {
             nodes: vec![a],
             ctr: Netns::new("rq-ctr"),
-            store: Store::Etcd(etcd),
+            store: Store::Etcd(Box::new(etcd)),
         }
     }
 

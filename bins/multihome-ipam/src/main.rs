@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ipam::store::{PoolId, Reservation, Store};
+use ipam::store::{Change, Owner, PoolId, Reservation, Store};
 use whereabouts::conf::{
     EtcdConf, DEFAULT_ETCD_DIAL_TIMEOUT_MS, DEFAULT_ETCD_PREFIX, DEFAULT_ETCD_REQUEST_TIMEOUT_MS,
 };
@@ -58,11 +58,24 @@ enum Command {
         /// The address.
         ip: IpAddr,
     },
-    /// Release an address whoever holds it.
+    /// Release an address whoever holds it (parked or live), or every address of a MAC.
     Release {
         /// The address.
-        ip: IpAddr,
+        #[arg(required_unless_present = "mac", conflicts_with = "mac")]
+        ip: Option<IpAddr>,
+        /// Release the sticky addresses of this MAC (`sticky_by_mac`) instead.
+        #[arg(long)]
+        mac: Option<String>,
+        /// With --mac: only those this CNI network (the `name` of its configuration) made.
+        #[arg(long)]
+        cni_network: Option<String>,
         /// Its network_name, when several networks hold that address.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Release every sticky address parked past its retention (what GC does).
+    Expire {
+        /// Only this network_name.
         #[arg(long)]
         network: Option<String>,
     },
@@ -95,14 +108,48 @@ fn pool_label(p: &PoolId) -> String {
 }
 
 fn row(pool: &PoolId, r: &Reservation) -> String {
+    let sticky = match &r.owner.sticky {
+        None => String::new(),
+        Some(s) => {
+            let state = match s.parked_until {
+                Some(until) => format!("parked-until={until}"),
+                None => format!("holders={}", r.owner.live_attachments().len()),
+            };
+            format!(" mac={} {state}", s.mac)
+        }
+    };
     format!(
-        "{:<40} {:<28} {:<66} {:<15} {}",
+        "{:<40} {:<28} {:<66} {:<15} {}{sticky}",
         pool_label(pool),
         r.ip,
         r.owner.container_id,
         r.owner.ifname,
         r.owner.pod_ref.as_deref().unwrap_or("-")
     )
+}
+
+/// Frees, in the pools of `network` (all when `None`), every reservation `pick` names, each
+/// decided on again when changed by `decide`; prints each.
+fn release_where(
+    store: &dyn Store,
+    network: Option<&str>,
+    pick: impl Fn(&Reservation) -> bool,
+    decide: &dyn Fn(Option<&Owner>) -> Change,
+) -> Result<usize> {
+    let mut freed = 0;
+    for pool in store
+        .pools()?
+        .into_iter()
+        .filter(|p| network.is_none_or(|n| p.network == n))
+    {
+        for r in store.list(&pool)?.into_iter().filter(|r| pick(r)) {
+            if let (_, Change::Free) = store.update(&pool, r.ip, decide)? {
+                println!("released {}", row(&pool, &r));
+                freed += 1;
+            }
+        }
+    }
+    Ok(freed)
 }
 
 fn holders(
@@ -219,7 +266,50 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", row(&pool, &r));
             }
         }
-        Command::Release { ip, network } => {
+        Command::Release {
+            ip: None,
+            mac: Some(mac),
+            cni_network,
+            network,
+        } => {
+            let Some(mac) = ipam::sticky::normalise_mac(mac) else {
+                bail!("--mac {mac:?}: not a MAC (six hexadecimal octets)");
+            };
+            let ours = |o: &Owner| {
+                o.sticky.as_ref().is_some_and(|s| s.mac == mac)
+                    && cni_network
+                        .as_deref()
+                        .is_none_or(|n| o.network.as_deref() == Some(n))
+            };
+            let decide = |cur: Option<&Owner>| {
+                if cur.is_some_and(ours) {
+                    Change::Free
+                } else {
+                    Change::Keep
+                }
+            };
+            let freed = release_where(store, network.as_deref(), |r| ours(&r.owner), &decide)?;
+            if freed == 0 {
+                bail!("MAC {mac} holds no address in {}", where_(&cli));
+            }
+        }
+        Command::Release { ip: None, .. } => bail!("name an address or --mac"),
+        Command::Expire { network } => {
+            let now = ipam::store::now_s();
+            let decide = |cur: Option<&Owner>| ipam::sticky::expired(cur, now);
+            let freed = release_where(
+                store,
+                network.as_deref(),
+                |r| ipam::sticky::expired(Some(&r.owner), now) == Change::Free,
+                &decide,
+            )?;
+            println!("{freed} reservation(s) released");
+        }
+        Command::Release {
+            ip: Some(ip),
+            network,
+            ..
+        } => {
             let found = holders(store, *ip, network.as_deref())?;
             if found.len() > 1 {
                 bail!(

@@ -349,6 +349,7 @@ fn prefill(dir: &Path, n: u32) {
                 ifname: "net1".into(),
                 pod_ref: Some(format!("bench/pod-{i}")),
                 network: Some("bench".into()),
+                sticky: None,
             },
         });
         next = range.next_allocatable(from_u128(to_u128(ip) + 1, true));
@@ -503,6 +504,7 @@ fn whereabouts_etcd_section(iterations: usize) -> String {
                             ifname: "net1".into(),
                             pod_ref: None,
                             network: Some(name.into()),
+                            sticky: None,
                         },
                     });
                     next = range

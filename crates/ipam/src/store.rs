@@ -25,6 +25,39 @@ pub struct Owner {
     /// leaves them to DEL and to the operators' tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Set when the reservation belongs to a MAC (`sticky_by_mac`), not to one attachment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+}
+
+/// A reservation that belongs to a MAC: the VM's launcher pods come and go (restarts, live
+/// migrations), the address stays. The owner's container ID and ifname are its latest
+/// attachment; `also` lists the others live at the same time (the source of a migration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sticky {
+    /// The MAC, lowercase `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// How long a parked reservation waits for its MAC, in seconds.
+    pub retention_s: u64,
+    /// Further live attachments that hold the address (the other launcher pod of a migration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Attachment>,
+    /// Parked (no attachment holds it) until this time, seconds since the epoch: nobody but the
+    /// MAC gets it before, GC and the operators' tool free it after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_until: Option<u64>,
+}
+
+/// One attachment of a sticky reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// `namespace/name`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ref: Option<String>,
 }
 
 impl Owner {
@@ -32,6 +65,91 @@ impl Owner {
     pub fn attachment(&self) -> (String, String) {
         (self.container_id.clone(), self.ifname.clone())
     }
+
+    /// Whether the reservation waits, parked, for its MAC.
+    pub fn is_parked(&self) -> bool {
+        self.sticky
+            .as_ref()
+            .is_some_and(|s| s.parked_until.is_some())
+    }
+
+    /// The attachments that hold the address now: none when parked; the owner's, and for a
+    /// sticky reservation the others of `also`.
+    pub fn live_attachments(&self) -> Vec<(String, String)> {
+        if self.is_parked() {
+            return Vec::new();
+        }
+        let mut out = vec![self.attachment()];
+        if let Some(s) = &self.sticky {
+            out.extend(
+                s.also
+                    .iter()
+                    .map(|a| (a.container_id.clone(), a.ifname.clone())),
+            );
+        }
+        out
+    }
+
+    /// Whether (container ID, ifname) holds the address now.
+    pub fn holds(&self, container_id: &str, ifname: &str) -> bool {
+        self.live_attachments()
+            .iter()
+            .any(|(c, i)| c == container_id && i == ifname)
+    }
+
+    /// Whether this is the sticky reservation of `mac` made by CNI network `network`.
+    pub fn is_sticky_for(&self, network: &str, mac: &str) -> bool {
+        self.network.as_deref() == Some(network)
+            && self.sticky.as_ref().is_some_and(|s| s.mac == mac)
+    }
+
+    /// The index entries a store finds the reservation by, as `c|<cid>|<ifname>` (each live
+    /// attachment), `p|<pod>|<ifname>` (an ordinary reservation's pod: a restarted sandbox gets
+    /// its address) and `m|<network>|<mac>` (a sticky reservation's MAC). Stores escape the parts
+    /// as their keys need, through `escape`.
+    pub fn index_entries(&self, escape: impl Fn(&str) -> String) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .live_attachments()
+            .iter()
+            .map(|(c, i)| format!("c|{}|{}", escape(c), escape(i)))
+            .collect();
+        match &self.sticky {
+            None => out.extend(
+                self.pod_ref
+                    .as_deref()
+                    .map(|p| format!("p|{}|{}", escape(p), escape(&self.ifname))),
+            ),
+            Some(s) => out.push(mac_entry(
+                self.network.as_deref().unwrap_or_default(),
+                &s.mac,
+                &escape,
+            )),
+        }
+        out
+    }
+}
+
+/// The index entry a sticky reservation of `mac` made by CNI network `network` is found by.
+pub fn mac_entry(network: &str, mac: &str, escape: impl Fn(&str) -> String) -> String {
+    format!("m|{}|{}", escape(network), escape(mac))
+}
+
+/// What a change of one reservation does: keep it, write this owner, or free the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Leave it as it is.
+    Keep,
+    /// Write this owner (the address stays reserved).
+    Put(Owner),
+    /// Free the address.
+    Free,
+}
+
+/// Seconds since the epoch, what `parked_until` counts in.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// One reserved address.
@@ -171,7 +289,20 @@ pub fn describe_owner(o: &Owner) -> String {
         .as_deref()
         .map(|p| format!(", pod {p}"))
         .unwrap_or_default();
-    format!("container {} interface {}{pod}", o.container_id, o.ifname)
+    match &o.sticky {
+        Some(s) if s.parked_until.is_some() => format!(
+            "MAC {} (parked until {} s since the epoch, last container {} interface {}{pod})",
+            s.mac,
+            s.parked_until.unwrap_or_default(),
+            o.container_id,
+            o.ifname
+        ),
+        Some(s) => format!(
+            "MAC {} (container {} interface {}{pod})",
+            s.mac, o.container_id, o.ifname
+        ),
+        None => format!("container {} interface {}{pod}", o.container_id, o.ifname),
+    }
 }
 
 /// Plugin-specific CNI code: a requested address is another attachment's.
@@ -210,7 +341,26 @@ pub trait Store {
     ) -> Result<(), StoreError>;
     /// Releases one address if `owner` holds it (used to undo a partial ADD).
     fn release_ip(&self, pool: &PoolId, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError>;
-    /// Releases everything (container ID, ifname) holds in the pool; returns what was freed.
+    /// Changes the reservation of `ip` as `decide` says, given its holder as read (none when
+    /// free), atomically: on a concurrent change the store reads again and asks again. Returns
+    /// the holder `decide` was last given and the change applied. `decide` must be idempotent
+    /// (asked again after its own change was applied, it keeps).
+    fn update(
+        &self,
+        pool: &PoolId,
+        ip: IpAddr,
+        decide: &dyn Fn(Option<&Owner>) -> Change,
+    ) -> Result<(Option<Owner>, Change), StoreError>;
+    /// The sticky reservations of `mac` that CNI network `network` made in the pool.
+    fn find_sticky(
+        &self,
+        pool: &PoolId,
+        network: &str,
+        mac: &str,
+    ) -> Result<Vec<Reservation>, StoreError>;
+    /// Releases everything (container ID, ifname) holds in the pool; returns what was freed. A
+    /// sticky reservation is not freed: the attachment leaves it, and when none is left it is
+    /// parked for its MAC ([`crate::sticky::leave`]).
     fn release(
         &self,
         pool: &PoolId,
@@ -229,7 +379,9 @@ pub trait Store {
     /// Every pool the store holds.
     fn pools(&self) -> Result<Vec<PoolId>, StoreError>;
     /// Releases every reservation that CNI network `network` made whose (container ID,
-    /// ifname) is not in `valid`; returns them. Other networks' reservations in the same pool are
+    /// ifname) is not in `valid`; returns them. Sticky reservations lose their attachments that
+    /// are not valid, park when none is left, and are freed once parked past their retention
+    /// ([`crate::sticky::collect`]). Other networks' reservations in the same pool are
     /// never touched. Only reservations listed before the first release can go, and each
     /// release checks the owner again, so an ADD racing the GC keeps its address.
     fn gc(
@@ -238,18 +390,31 @@ pub trait Store {
         network: &str,
         valid: &BTreeSet<(String, String)>,
     ) -> Result<Vec<Reservation>, StoreError> {
-        let mut freed = Vec::new();
-        for r in self.list(pool)? {
-            let ours = r.owner.network.as_deref() == Some(network);
-            if ours
-                && !valid.contains(&r.owner.attachment())
-                && self.release_ip(pool, r.ip, &r.owner)?
-            {
-                freed.push(r);
-            }
-        }
-        Ok(freed)
+        collect_pool(self, pool, network, valid, now_s())
     }
     /// Ok when ADD could be served: reachable, writable, readable.
     fn status(&self) -> Result<(), StoreError>;
+}
+
+/// GC of one pool through [`Store::update`]: every reservation of `network` listed now is
+/// decided on again, as it is when changed ([`crate::sticky::collect`]); returns the freed ones.
+pub fn collect_pool<S: Store + ?Sized>(
+    store: &S,
+    pool: &PoolId,
+    network: &str,
+    valid: &BTreeSet<(String, String)>,
+    now: u64,
+) -> Result<Vec<Reservation>, StoreError> {
+    let mut freed = Vec::new();
+    for r in store.list(pool)? {
+        if r.owner.network.as_deref() != Some(network) {
+            continue;
+        }
+        let listed = r.owner.clone();
+        let decide = |cur: Option<&Owner>| crate::sticky::collect(cur, &listed, valid, now);
+        if let (_, Change::Free) = store.update(pool, r.ip, &decide)? {
+            freed.push(r);
+        }
+    }
+    Ok(freed)
 }

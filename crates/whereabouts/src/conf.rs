@@ -76,10 +76,103 @@ pub struct WhereaboutsConf {
     /// CNI_ARGS `IP` (comma-separated; podman's `--ip` passes a bare address) and the entries
     /// of `addresses` that lie in a range. One per range.
     pub requested: Vec<Requested>,
+    /// `sticky_by_mac: true` with a MAC from the runtime: the reservations belong to the MAC.
+    pub sticky: Option<StickyConf>,
     /// `log_file`, if set and not empty.
     pub log_file: Option<String>,
     /// `log_level`, if set and not empty.
     pub log_level: Option<String>,
+}
+
+/// Addresses that belong to a MAC (`sticky_by_mac`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConf {
+    /// The MAC (`runtimeConfig.mac`, else CNI_ARGS `MAC`), lowercase.
+    pub mac: String,
+    /// `sticky_retention`: how long DEL parks the address for the MAC.
+    pub retention_s: u64,
+}
+
+/// How long a parked address waits for its MAC unless `sticky_retention` says otherwise: a day
+/// covers a node drain, a VM stopped overnight, a migration that is retried.
+pub const DEFAULT_STICKY_RETENTION_S: u64 = 24 * 3600;
+/// The longest `sticky_retention` accepted.
+pub const MAX_STICKY_RETENTION_S: u64 = 366 * 24 * 3600;
+
+/// `sticky_retention`: seconds as a number, or a string of a number and `s`, `m`, `h` or `d`.
+fn retention(v: Option<&Value>) -> Result<u64, Error> {
+    let bad = |v: &Value, why: &str| {
+        Error::invalid_config(format!(
+            "ipam.sticky_retention: {} {why}",
+            cni::error::quote_value(v)
+        ))
+    };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(DEFAULT_STICKY_RETENTION_S);
+    };
+    let secs = match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| bad(v, "must be a whole number of seconds"))?,
+        Value::String(t) => {
+            let t = t.trim();
+            let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+            let mult = match unit {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86400,
+                _ => return Err(bad(v, "must be seconds, or a number with s, m, h or d")),
+            };
+            num.parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(mult))
+                .ok_or_else(|| bad(v, "must be seconds, or a number with s, m, h or d"))?
+        }
+        _ => return Err(bad(v, "must be seconds, or a number with s, m, h or d")),
+    };
+    if secs == 0 || secs > MAX_STICKY_RETENTION_S {
+        return Err(bad(v, "must be between 1 s and 366 d"));
+    }
+    Ok(secs)
+}
+
+/// The MAC the addresses belong to when `sticky_by_mac` is on: `runtimeConfig.mac` (the `mac`
+/// capability, what Multus passes from the network selection element), else CNI_ARGS `MAC`.
+/// Without one the reservation is an ordinary one (logged): a pod without a fixed MAC has no
+/// identity to keep an address for.
+fn sticky(raw: &RawConf, conf: &NetConf, args: &CniArgs) -> Result<Option<StickyConf>, Error> {
+    let retention_s = retention(raw.sticky_retention.as_ref())?;
+    if !raw.sticky_by_mac.unwrap_or(false) {
+        return Ok(None);
+    }
+    let (key, given) = match conf.runtime("mac") {
+        Some(v) => (
+            "runtimeConfig.mac",
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                Error::invalid_config(format!(
+                    "runtimeConfig.mac: {} is not a MAC",
+                    cni::error::quote_value(v)
+                ))
+            })?,
+        ),
+        None => match args.get("MAC").filter(|m| !m.is_empty()) {
+            Some(m) => ("CNI_ARGS MAC", m.to_string()),
+            None => {
+                cni::log_warn!(
+                    "ipam.sticky_by_mac: no MAC given (runtimeConfig.mac, CNI_ARGS MAC): an                      ordinary reservation, freed by DEL"
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let mac = ipam::sticky::normalise_mac(&given).ok_or_else(|| {
+        Error::invalid_config(format!(
+            "{key}: {} is not a MAC (six hexadecimal octets)",
+            cni::error::quote_value(&Value::String(given.clone()))
+        ))
+    })?;
+    Ok(Some(StickyConf { mac, retention_s }))
 }
 
 /// An address asked for, in a range of the configuration.
@@ -220,6 +313,8 @@ struct RawConf {
     routes: Option<Vec<RawRoute>>,
     dns: Option<Dns>,
     addresses: Option<Vec<AddressEntry>>,
+    sticky_by_mac: Option<bool>,
+    sticky_retention: Option<Value>,
 }
 
 /// One range as written: the top-level keys or an `ipRanges` entry.
@@ -439,7 +534,9 @@ pub fn parse_with_paths(
     let raw: RawConf = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
     let store: StoreKeys = cni::config::typed(&value, "ipam.").map_err(|e| origin.annotate(e))?;
     let asked = asked_addresses(conf, args)?;
-    build(&raw, &store, args, &origin, asked).map_err(|e| origin.annotate(e))
+    let mut built = build(&raw, &store, args, &origin, asked).map_err(|e| origin.annotate(e))?;
+    built.sticky = sticky(&raw, conf, args).map_err(|e| origin.annotate(e))?;
+    Ok(built)
 }
 
 /// The `ipam` object of the network configuration (empty when absent).
@@ -567,6 +664,7 @@ fn build(
         dns: raw.dns.clone().unwrap_or_default(),
         addresses,
         requested,
+        sticky: None,
         log_file: non_empty(raw.log_file.as_deref()).map(str::to_string),
         log_level: non_empty(raw.log_level.as_deref()).map(str::to_string),
     })

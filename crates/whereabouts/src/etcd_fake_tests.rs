@@ -47,6 +47,7 @@ fn owner(cid: &str) -> Owner {
         ifname: "net1".into(),
         pod_ref: None,
         network: Some("net".into()),
+        sticky: None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! <prefix>/ip/<pool>/<4|6>-<hex>               {"container_id", "ifname", "pod_ref", "network"}
 //! <prefix>/own/<pool>/c|<cid>|<ifname>/<ip>    index by attachment (DEL, CHECK, idempotent ADD)
 //! <prefix>/own/<pool>/p|<pod>|<ifname>/<ip>    index by pod (a restarted sandbox gets its address)
+//! <prefix>/own/<pool>/m|<network>|<mac>/<ip>   index by MAC (sticky_by_mac: the VM's next pod)
 //! <prefix>/hint/<pool>/<range>                 where the next search starts (an optimisation only)
 //! ```
 //! Addresses are written as fixed-width hex so that keys sort as addresses do: the lowest free
@@ -39,7 +40,7 @@ use etcd::json::{
 use etcd::EtcdConf;
 use ipam::range::{from_u128, to_u128, IpRange};
 use ipam::store::{
-    Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
+    Change, Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
 };
 
 /// Keys read per page while looking for a free address.
@@ -324,40 +325,20 @@ impl EtcdStore {
             serde_json::to_vec(owner).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let meta = serde_json::to_vec(&PoolMeta::of(id))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let mut ops = vec![
-            TxnOp::put(self.ip_key(pool, ip), value),
-            TxnOp::put(
-                self.index_key(pool, &container_who(&owner.container_id, &owner.ifname), ip),
-                "",
-            ),
-        ];
+        let mut ops = vec![TxnOp::put(self.ip_key(pool, ip), value)];
+        for who in whos(owner) {
+            ops.push(TxnOp::put(self.index_key(pool, &who, ip), ""));
+        }
         if describe {
             ops.push(TxnOp::put(self.key(&["pools", pool]), meta));
-        }
-        if let Some(p) = &owner.pod_ref {
-            ops.push(TxnOp::put(
-                self.index_key(pool, &pod_who(p, &owner.ifname), ip),
-                "",
-            ));
         }
         Ok(ops)
     }
 
     fn unclaim_ops(&self, pool: &str, ip: IpAddr, owner: &Owner) -> Vec<TxnOp> {
-        let mut ops = vec![
-            TxnOp::delete(self.ip_key(pool, ip)),
-            TxnOp::delete(self.index_key(
-                pool,
-                &container_who(&owner.container_id, &owner.ifname),
-                ip,
-            )),
-        ];
-        if let Some(p) = &owner.pod_ref {
-            ops.push(TxnOp::delete(self.index_key(
-                pool,
-                &pod_who(p, &owner.ifname),
-                ip,
-            )));
+        let mut ops = vec![TxnOp::delete(self.ip_key(pool, ip))];
+        for who in whos(owner) {
+            ops.push(TxnOp::delete(self.index_key(pool, &who, ip)));
         }
         ops
     }
@@ -593,7 +574,8 @@ impl EtcdStore {
         let Some((held, rev)) = self.holder(pool, ip)? else {
             return Ok(false);
         };
-        if held.pod_ref.as_deref() != Some(pod_ref) || held.ifname != owner.ifname {
+        let same_pod = held.pod_ref.as_deref() == Some(pod_ref) && held.ifname == owner.ifname;
+        if held.sticky.is_some() || !same_pod {
             return Ok(false);
         }
         let mut ops = vec![TxnOp::delete(self.index_key(
@@ -808,14 +790,7 @@ impl EtcdStore {
             }
             let mut wanted = std::collections::BTreeSet::new();
             for r in &held {
-                let mut whos = vec![container_who(&r.owner.container_id, &r.owner.ifname)];
-                whos.extend(
-                    r.owner
-                        .pod_ref
-                        .as_deref()
-                        .map(|p| pod_who(p, &r.owner.ifname)),
-                );
-                for who in whos {
+                for who in whos(&r.owner) {
                     if !entries.contains(&(who.clone(), r.ip)) {
                         out.problems.push(format!(
                             "pool {pool}: {} is held by {who} but not indexed",
@@ -854,6 +829,12 @@ fn container_who(container_id: &str, ifname: &str) -> String {
 
 fn pod_who(pod_ref: &str, ifname: &str) -> String {
     format!("p|{}|{}", escape(pod_ref), escape(ifname))
+}
+
+/// The index entries of a reservation of `owner`: each live attachment, an ordinary one's pod,
+/// a sticky one's MAC.
+fn whos(owner: &Owner) -> Vec<String> {
+    owner.index_entries(escape)
 }
 
 impl Store for EtcdStore {
@@ -940,9 +921,10 @@ impl Store for EtcdStore {
         }
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             match self.holder(&pool, ip)? {
-                Some((held, _)) if held.attachment() == owner.attachment() => return Ok(()),
+                Some((held, _)) if held.holds(&owner.container_id, &owner.ifname) => return Ok(()),
                 Some((held, _))
                     if owner.pod_ref.is_some()
+                        && held.sticky.is_none()
                         && held.pod_ref == owner.pod_ref
                         && held.ifname == owner.ifname =>
                 {
@@ -1009,12 +991,81 @@ impl Store for EtcdStore {
     ) -> Result<Vec<IpAddr>, StoreError> {
         self.upgrade_pool(id)?;
         let mut freed = Vec::new();
+        let now = ipam::store::now_s();
+        let leave = |cur: Option<&Owner>| ipam::sticky::leave(cur, container_id, ifname, now);
         for r in self.find(id, container_id, ifname)? {
-            if self.release_ip(id, r.ip, &r.owner)? {
+            if let (_, Change::Free) = self.update(id, r.ip, &leave)? {
                 freed.push(r.ip);
             }
         }
         Ok(freed)
+    }
+
+    fn update(
+        &self,
+        id: &PoolId,
+        ip: IpAddr,
+        decide: &dyn Fn(Option<&Owner>) -> Change,
+    ) -> Result<(Option<Owner>, Change), StoreError> {
+        let pool = pool_name(id);
+        let key = self.ip_key(&pool, ip);
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let held = self.holder(&pool, ip)?;
+            let seen = held.as_ref().map(|(o, _)| o.clone());
+            let change = decide(seen.as_ref());
+            // Only if nobody changed the reservation since it was read; otherwise read again and
+            // decide again (a lost answer whose attempt applied the change is seen as done: the
+            // decisions are idempotent).
+            let compare = match &held {
+                Some((_, rev)) => Compare::mod_revision(key.clone(), *rev),
+                None => Compare::create_revision(key.clone(), 0),
+            };
+            let ops = match (&change, &seen) {
+                (Change::Put(next), Some(prev)) if next != prev => {
+                    let kept = whos(next);
+                    let mut ops = self.claim_ops(id, &pool, ip, next, false)?;
+                    ops.extend(
+                        whos(prev)
+                            .into_iter()
+                            .filter(|w| !kept.contains(w))
+                            .map(|w| TxnOp::delete(self.index_key(&pool, &w, ip))),
+                    );
+                    ops
+                }
+                (Change::Put(next), None) => self.claim_ops(id, &pool, ip, next, true)?,
+                (Change::Free, Some(prev)) => {
+                    // Hints first: a call killed between the two leaves a hint too low.
+                    self.lower_hints(&pool, ip)?;
+                    self.unclaim_ops(&pool, ip, prev)
+                }
+                _ => return Ok((seen, Change::Keep)),
+            };
+            let txn = Txn::new().when([compare]).and_then(ops);
+            if self.txn("change a reservation", txn)?.succeeded() {
+                return Ok((seen, change));
+            }
+        }
+        Err(StoreError::Transient(format!(
+            "the change of {ip} kept losing to concurrent changes"
+        )))
+    }
+
+    fn find_sticky(
+        &self,
+        id: &PoolId,
+        network: &str,
+        mac: &str,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let pool = pool_name(id);
+        let mut out = Vec::new();
+        for ip in self.indexed(&pool, &ipam::store::mac_entry(network, mac, escape))? {
+            if let Some((owner, _)) = self.holder(&pool, ip)? {
+                if owner.is_sticky_for(network, mac) {
+                    out.push(Reservation { ip, owner });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn find(
@@ -1027,7 +1078,7 @@ impl Store for EtcdStore {
         let mut out = Vec::new();
         for ip in self.indexed(&pool, &container_who(container_id, ifname))? {
             if let Some((owner, _)) = self.holder(&pool, ip)? {
-                if owner.container_id == container_id && owner.ifname == ifname {
+                if owner.holds(container_id, ifname) {
                     out.push(Reservation { ip, owner });
                 }
             }

@@ -3,6 +3,9 @@
 //!
 //! - ADD: one address per range (`ipRanges`), all or nothing; an attachment (container ID +
 //!   ifname) or a pod (podRef + ifname) that already holds an address gets it again.
+//! - `sticky_by_mac`: the addresses belong to the MAC the runtime passes, not to the pod: the
+//!   VM's next launcher pod (any node) joins the reservation, DEL parks it for the retention
+//!   time when no pod of the MAC is left, GC frees it after ([`ipam::sticky`]).
 //! - DEL: releases the attachment's addresses; idempotent. It reads only where the store is and
 //!   which pools the ranges live in, so a fault only ADD cares about never fails it.
 //! - CHECK: every range holds a reservation of this attachment, and every address of the
@@ -22,7 +25,7 @@ use crate::conf::{self, Datastore, Teardown, WhereaboutsConf};
 use crate::etcd_store::EtcdStore;
 use crate::file_store::FileStore;
 use ipam::range::IpRange;
-use ipam::store::{Owner, PoolId, Store};
+use ipam::store::{Change, Owner, PoolId, Sticky, Store};
 
 /// The `whereabouts` IPAM plugin.
 #[derive(Debug, Clone, Copy)]
@@ -58,13 +61,87 @@ fn safe_store_dir(dir: &std::path::Path) -> Result<(), Error> {
         })
 }
 
-fn owner(call: &Call) -> Owner {
+fn owner(call: &Call, conf: &WhereaboutsConf) -> Owner {
     Owner {
         container_id: call.env.container_id.clone(),
         ifname: call.env.ifname.clone(),
         pod_ref: call.env.args.pod_ref(),
         network: Some(call.conf.name.clone()),
+        sticky: conf.sticky.as_ref().map(|s| Sticky {
+            mac: s.mac.clone(),
+            retention_s: s.retention_s,
+            also: Vec::new(),
+            parked_until: None,
+        }),
     }
+}
+
+/// How to take back what one range's reservation did, if a later one fails.
+enum Undo {
+    /// It was held before this call: nothing.
+    Nothing,
+    /// A fresh reservation: release it.
+    Release,
+    /// This attachment joined the MAC's reservation `before`, writing `joined`: write `before`.
+    Restore {
+        /// What the reservation was.
+        before: Box<Owner>,
+        /// What the join wrote.
+        joined: Box<Owner>,
+    },
+}
+
+/// The MAC's address in `range` (`sticky_by_mac`): the reservation it holds there, joined (a
+/// parked one is the new pod's; a live one is shared with the pod already there, the source of a
+/// live migration), else a fresh one made for it (the requested address when one is asked for).
+/// A request for another address than the MAC holds is refused: the VM keeps its address.
+fn reserve_sticky(
+    store: &dyn Store,
+    pool: &PoolId,
+    range: &IpRange,
+    asked: Option<IpAddr>,
+    owner: &Owner,
+) -> Result<(IpAddr, Undo), Error> {
+    let mac = owner
+        .sticky
+        .as_ref()
+        .map(|s| s.mac.clone())
+        .unwrap_or_default();
+    let network = owner.network.clone().unwrap_or_default();
+    for _ in 0..3 {
+        let Some(found) = store
+            .find_sticky(pool, &network, &mac)?
+            .into_iter()
+            // Anywhere in the range's network: a requested address may lie outside its bounds.
+            .find(|r| range.network.contains(r.ip))
+        else {
+            break;
+        };
+        if let Some(ip) = asked.filter(|ip| *ip != found.ip) {
+            return Err(Error::invalid_config(format!(
+                "requested address {ip}: MAC {mac} holds {} in range {} on network {network:?};                  release it first (multihome-ipam release --mac {mac})",
+                found.ip,
+                range.key()
+            )));
+        }
+        let decide = |cur: Option<&Owner>| ipam::sticky::join(cur, owner);
+        match store.update(pool, found.ip, &decide)? {
+            (Some(before), Change::Put(joined)) => {
+                let (before, joined) = (Box::new(before), Box::new(joined));
+                return Ok((found.ip, Undo::Restore { before, joined }));
+            }
+            (Some(cur), Change::Keep) if cur.is_sticky_for(&network, &mac) => {
+                return Ok((found.ip, Undo::Nothing))
+            }
+            // Freed (GC past the retention) or released since it was found: look again.
+            _ => continue,
+        }
+    }
+    let ip = match asked {
+        Some(ip) => reserve_asked(store, pool, range, ip, owner)?,
+        None => store.reserve(pool, range, owner)?,
+    };
+    Ok((ip, Undo::Release))
 }
 
 /// The pools this configuration allocates from, once each.
@@ -132,20 +209,26 @@ fn reserve_all(
                 .map(|r| r.ip),
         );
     }
-    let mut done: Vec<(PoolId, IpAddr)> = Vec::new();
+    let mut done: Vec<(PoolId, IpAddr, Undo)> = Vec::new();
     for (i, range) in conf.ranges.iter().enumerate() {
         let pool = PoolId::for_range(&conf.network_name, range, conf.enable_overlapping_ranges);
         let asked = conf.requested.iter().find(|r| r.range == i).map(|r| r.ip);
-        let got = match asked {
-            Some(ip) => reserve_asked(store, &pool, range, ip, owner),
-            None => store.reserve(&pool, range, owner).map_err(Error::from),
+        let got = match (asked, owner.sticky.is_some()) {
+            (_, true) => reserve_sticky(store, &pool, range, asked, owner),
+            (Some(ip), false) => {
+                reserve_asked(store, &pool, range, ip, owner).map(|ip| (ip, Undo::Release))
+            }
+            (None, false) => store
+                .reserve(&pool, range, owner)
+                .map(|ip| (ip, Undo::Release))
+                .map_err(Error::from),
         };
         match got {
-            Ok(ip) => done.push((pool, ip)),
+            Ok((ip, undo)) => done.push((pool, ip, undo)),
             Err(e) => {
-                for (pool, ip) in done.iter().filter(|(_, ip)| !held_before.contains(ip)) {
-                    if let Err(undo) = store.release_ip(pool, *ip, owner) {
-                        cni::log_error!("undoing the reservation of {ip}: {undo}");
+                for (pool, ip, undo) in &done {
+                    if let Err(err) = take_back(store, pool, *ip, undo, owner, &held_before) {
+                        cni::log_error!("undoing the reservation of {ip}: {err}");
                     }
                 }
                 return Err(e);
@@ -156,8 +239,31 @@ fn reserve_all(
         .ranges
         .iter()
         .zip(&done)
-        .map(|(range, (_, ip))| address(conf, range, *ip))
+        .map(|(range, (_, ip, _))| address(conf, range, *ip))
         .collect())
+}
+
+/// Takes back one range's reservation of an ADD that failed later: a failed ADD leaves the
+/// store as it found it.
+fn take_back(
+    store: &dyn Store,
+    pool: &PoolId,
+    ip: IpAddr,
+    undo: &Undo,
+    owner: &Owner,
+    held_before: &[IpAddr],
+) -> Result<(), ipam::store::StoreError> {
+    match undo {
+        Undo::Release if !held_before.contains(&ip) => {
+            store.release_ip(pool, ip, owner)?;
+        }
+        Undo::Restore { before, joined } => {
+            let decide = |cur: Option<&Owner>| ipam::sticky::restore(cur, joined, before);
+            store.update(pool, ip, &decide)?;
+        }
+        Undo::Release | Undo::Nothing => {}
+    }
+    Ok(())
 }
 
 fn add(call: &Call) -> Result<CniResult, Error> {
@@ -172,7 +278,7 @@ fn add(call: &Call) -> Result<CniResult, Error> {
     let v4 = families.clone().filter(|&is_v4| is_v4).count();
     cni::result::expressible(call.conf.version, v4, families.count() - v4)?;
     let store = open_store(&conf)?;
-    let mut ips = reserve_all(store.as_ref(), &conf, &owner(call))?;
+    let mut ips = reserve_all(store.as_ref(), &conf, &owner(call, &conf))?;
     ips.extend(conf.addresses.iter().cloned());
     Ok(CniResult {
         interfaces: Vec::new(),
@@ -361,6 +467,7 @@ impl Plugin for Whereabouts {
         &[
             "IP",
             "GATEWAY",
+            "MAC",
             "K8S_POD_NAMESPACE",
             "K8S_POD_NAME",
             "K8S_POD_INFRA_CONTAINER_ID",

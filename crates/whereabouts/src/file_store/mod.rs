@@ -10,6 +10,7 @@
 //! <store_dir>/<pool>/pool.lock             held by the one call that changes the pool
 //! <store_dir>/<pool>/blocks/4-<hex>.json   reservations of 256 consecutive addresses: the truth
 //! <store_dir>/<pool>/owners/<xx>.json      owner -> addresses, 256 shards by hash: an index
+//!                                          (c|<cid>|<ifname>, p|<pod>|<ifname>, m|<network>|<mac>)
 //! <store_dir>/<pool>/hints/<hash>.json     per range: every allocatable address below is taken
 //! ```
 //! **One lock per pool**, taken by every call that changes it, held for that call's few file
@@ -35,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use atomic::{ensure_dir, lock, read_json, remove, write_json, Lock};
 use ipam::range::{from_u128, to_u128, IpRange};
 use ipam::store::{
-    Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
+    Change, Owner, PoolDescription as PoolMeta, PoolId, Reservation, Store, StoreError, Verified,
 };
 
 /// Addresses per block file (a power of two: a block is an address's bits above the last 8).
@@ -129,15 +130,15 @@ fn pod_key(pod_ref: &str, ifname: &str) -> String {
     format!("p|{pod_ref}|{ifname}")
 }
 
-/// The index keys a reservation of `owner` is found by.
+/// The index keys a reservation of `owner` is found by (each live attachment, an ordinary
+/// reservation's pod, a sticky one's MAC).
 fn index_keys(owner: &Owner) -> Vec<String> {
-    let mut keys = vec![container_key(&owner.container_id, &owner.ifname)];
-    keys.extend(owner.pod_ref.as_deref().map(|p| pod_key(p, &owner.ifname)));
-    keys
+    owner.index_entries(str::to_string)
 }
 
+/// Whether (container ID, ifname) holds the address `o` holds now.
 fn same_attachment(o: &Owner, container_id: &str, ifname: &str) -> bool {
-    o.container_id == container_id && o.ifname == ifname
+    o.holds(container_id, ifname)
 }
 
 fn is_json(path: &Path) -> bool {
@@ -736,10 +737,11 @@ impl FileStore {
         Ok(())
     }
 
-    /// Releases `ip` if `owner`'s attachment holds it (caller holds the pool's lock).
+    /// Releases `ip` if it is still the reservation of `owner`'s attachment (its latest one, for
+    /// a sticky reservation, parked or not). Caller holds the pool's lock.
     fn release_locked(&self, pool: &Pool, ip: IpAddr, owner: &Owner) -> Result<bool, StoreError> {
         match pool.holder(ip)? {
-            Some(held) if same_attachment(&held, &owner.container_id, &owner.ifname) => {
+            Some(held) if held.attachment() == owner.attachment() => {
                 pool.free(ip, &held)?;
                 Ok(true)
             }
@@ -764,7 +766,9 @@ impl Store for FileStore {
             return Ok(ip);
         }
         if let Some(pod) = &owner.pod_ref {
-            let same_pod = |o: &Owner| o.pod_ref == owner.pod_ref && o.ifname == owner.ifname;
+            let same_pod = |o: &Owner| {
+                o.sticky.is_none() && o.pod_ref == owner.pod_ref && o.ifname == owner.ifname
+            };
             if let Some(ip) = pool.indexed(&pod_key(pod, &owner.ifname), range, same_pod)? {
                 // A restarted sandbox: the pod's address moves to the new container ID, so the
                 // old sandbox's late DEL cannot free it.
@@ -797,6 +801,7 @@ impl Store for FileStore {
             // The pod's restarted sandbox (new container ID): its address moves with it.
             Some(held)
                 if owner.pod_ref.is_some()
+                    && held.sticky.is_none()
                     && held.pod_ref == owner.pod_ref
                     && held.ifname == owner.ifname =>
             {
@@ -818,6 +823,50 @@ impl Store for FileStore {
         self.release_locked(&pool, ip, owner)
     }
 
+    fn update(
+        &self,
+        id: &PoolId,
+        ip: IpAddr,
+        decide: &dyn Fn(Option<&Owner>) -> Change,
+    ) -> Result<(Option<Owner>, Change), StoreError> {
+        let mut pool = self.pool(id);
+        if !pool.dir.join("pool.json").exists() {
+            match decide(None) {
+                Change::Put(_) => pool = self.pool_for_write(id)?,
+                _ => return Ok((None, Change::Keep)),
+            }
+        }
+        let _lock = pool.lock(self.lock_timeout)?;
+        let held = pool.holder(ip)?;
+        let change = decide(held.as_ref());
+        match (&change, &held) {
+            (Change::Put(next), Some(prev)) if next != prev => pool.hand_over(ip, prev, next)?,
+            (Change::Put(next), None) => pool.put(ip, next)?,
+            (Change::Free, Some(prev)) => pool.free(ip, prev)?,
+            (Change::Put(_), Some(_)) => return Ok((held, Change::Keep)),
+            (Change::Free, None) => return Ok((held, Change::Keep)),
+            (Change::Keep, _) => {}
+        }
+        Ok((held, change))
+    }
+
+    fn find_sticky(
+        &self,
+        id: &PoolId,
+        network: &str,
+        mac: &str,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let pool = self.pool(id);
+        let mut out = Vec::new();
+        let key = ipam::store::mac_entry(network, mac, str::to_string);
+        for ip in pool.indexed_ips(&key)? {
+            if let Some(owner) = pool.holder(ip)?.filter(|o| o.is_sticky_for(network, mac)) {
+                out.push(Reservation { ip, owner });
+            }
+        }
+        Ok(out)
+    }
+
     fn release(
         &self,
         id: &PoolId,
@@ -832,13 +881,16 @@ impl Store for FileStore {
         let _lock = pool.lock(self.lock_timeout)?;
         let mut freed = Vec::new();
         let listed = pool.indexed_ips(&key)?;
+        let now = ipam::store::now_s();
         for ip in &listed {
-            if let Some(held) = pool
-                .holder(*ip)?
-                .filter(|o| same_attachment(o, container_id, ifname))
-            {
-                pool.free(*ip, &held)?;
-                freed.push(*ip);
+            let held = pool.holder(*ip)?;
+            match ipam::sticky::leave(held.as_ref(), container_id, ifname, now) {
+                Change::Keep => {}
+                Change::Put(next) => pool.hand_over(*ip, held.as_ref().expect("held"), &next)?,
+                Change::Free => {
+                    pool.free(*ip, held.as_ref().expect("held"))?;
+                    freed.push(*ip);
+                }
             }
         }
         // Entries the blocks no longer confirm (a killed call, an adopted address) go too.
@@ -885,16 +937,7 @@ impl Store for FileStore {
         if !pool.dir.join("pool.json").exists() {
             return Ok(Vec::new());
         }
-        let mut freed = Vec::new();
-        for r in pool.all()? {
-            let ours = r.owner.network.as_deref() == Some(network);
-            if ours && !valid.contains(&r.owner.attachment()) {
-                let _lock = pool.lock(self.lock_timeout)?;
-                if self.release_locked(&pool, r.ip, &r.owner)? {
-                    freed.push(r);
-                }
-            }
-        }
+        let freed = ipam::store::collect_pool(self, id, network, valid, ipam::store::now_s())?;
         let _lock = pool.lock(self.lock_timeout)?;
         pool.prune()?;
         Ok(freed)

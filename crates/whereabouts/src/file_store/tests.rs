@@ -30,6 +30,7 @@ fn owner(cid: &str, pod: Option<&str>) -> Owner {
         ifname: "net1".into(),
         pod_ref: pod.map(str::to_string),
         network: Some("net-a".into()),
+        sticky: None,
     }
 }
 
