@@ -5,7 +5,8 @@
 //! network namespaces ([`netns`]), locating our and the reference plugins
 //! ([`plugin`]), raw plugin invocations ([`exec`]), a Rust runtime with
 //! libcni's semantics ([`runtime`]), and a client built from the real
-//! libcni ([`libcni`]) to compare against, and benchmark support
+//! libcni ([`libcni`]) to compare against,
+//! a whereabouts lab for the IPAM tests ([`wb_lab`]), and benchmark support
 //! ([`mod@bench`]). The tests under `tests/` use it.
 //!
 //! Every entry point needs root; nothing is ever configured in the root
@@ -27,6 +28,7 @@ pub mod runtime;
 pub mod runtime_conf;
 pub mod settings;
 pub mod tempdir;
+pub mod wb_lab;
 
 pub use error::CniError;
 pub use etcd::EtcdCluster;

@@ -5,103 +5,43 @@
 //! network address (7); all-or-nothing across families. On the file store (one node) and on a
 //! 3-member etcd cluster (the store every node shares).
 
-use conformance_tests::{
-    ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome, TempDir,
-};
+use std::ops::Deref;
+
+use conformance_tests::wb_lab::{addresses as addrs, message as msg, WbLab};
 use serde_json::{json, Value};
 
-enum Store {
-    File(TempDir),
-    Etcd(Box<EtcdCluster>),
-}
+struct Lab(WbLab);
 
-struct Lab {
-    nodes: Vec<Node>,
-    ctr: Netns,
-    store: Store,
+impl Deref for Lab {
+    type Target = WbLab;
+
+    fn deref(&self) -> &WbLab {
+        &self.0
+    }
 }
 
 impl Lab {
     fn file() -> Lab {
-        Lab {
-            nodes: vec![Node::new("rq-node")],
-            ctr: Netns::new("rq-ctr"),
-            store: Store::File(TempDir::new("rq-store")),
-        }
+        Lab(WbLab::file("rq"))
     }
 
     /// A node with a 3-member etcd cluster in its namespace.
     fn etcd() -> Lab {
-        let a = Node::new("rq-a");
-        let etcd = EtcdCluster::start(3, &a);
-        Lab {
-            nodes: vec![a],
-            ctr: Netns::new("rq-ctr"),
-            store: Store::Etcd(Box::new(etcd)),
-        }
+        Lab(WbLab::etcd("rq"))
     }
 
     fn conf(&self, ipam: Value, runtime_ips: Option<Value>) -> Value {
-        let mut ipam = ipam;
-        ipam["type"] = json!("whereabouts");
-        match &self.store {
-            Store::File(dir) => ipam["store_dir"] = json!(dir.join("wb")),
-            Store::Etcd(etcd) => {
-                ipam["datastore"] = json!("etcd");
-                ipam["etcd_endpoints"] = json!(etcd.endpoints());
-            }
-        }
-        let mut c =
-            json!({"cniVersion": "1.0.0", "name": "rq-net", "type": "bridge", "ipam": ipam});
+        let mut c = json!({"cniVersion": "1.0.0", "name": "rq-net", "type": "bridge",
+            "ipam": self.ipam(ipam)});
         if let Some(ips) = runtime_ips {
             c["runtimeConfig"] = json!({"ips": ips});
         }
         c
     }
 
-    fn call(&self, node: usize, command: &str, cid: &str, args: &str, conf: &Value) -> Outcome {
-        let vars = CniVars {
-            command: command.into(),
-            container_id: cid.into(),
-            netns: self.ctr.path().display().to_string(),
-            ifname: "net1".into(),
-            args: args.into(),
-            path: String::new(),
-        };
-        let settings = NodeSettings::for_conf(conf);
-        let (k, v) = settings.env();
-        Invocation::new(ours("whereabouts"))
-            .in_node(&self.nodes[node % self.nodes.len()])
-            .env(&k, &v)
-            .vars(&vars)
-            .stdin_json(conf)
-            .run()
-    }
-
     /// (address, container ID) of every reservation, read with the operators' tool.
     fn reservations(&self) -> Vec<(String, String)> {
-        let tool = ours("multihome-ipam").display().to_string();
-        let out = match &self.store {
-            Store::File(dir) => self.nodes[0].run_ok(&[
-                &tool,
-                "--store-dir",
-                &dir.join("wb").display().to_string(),
-                "list",
-            ]),
-            Store::Etcd(etcd) => self.nodes[0].run_ok(&[
-                &tool,
-                "--etcd-endpoints",
-                &etcd.endpoints().join(","),
-                "list",
-            ]),
-        };
-        let mut v: Vec<(String, String)> = out
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() >= 3).then(|| (f[1].to_string(), f[2].to_string()))
-            })
-            .collect();
+        let mut v: Vec<(String, String)> = self.rows().into_iter().map(|r| (r.ip, r.cid)).collect();
         v.sort();
         v
     }
@@ -113,20 +53,6 @@ impl Lab {
             .map(|(_, c)| c)
             .collect()
     }
-}
-
-fn addrs(out: &Outcome) -> Vec<String> {
-    assert!(out.ok(), "{out}");
-    out.json()["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["address"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn msg(out: &Outcome) -> String {
-    out.json()["msg"].as_str().unwrap_or_default().to_string()
 }
 
 fn requested_addresses_are_reserved_and_nobody_else_gets_them(lab: Lab) {

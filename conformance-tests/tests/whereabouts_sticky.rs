@@ -7,102 +7,34 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance_tests::{
-    ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome, TempDir,
-};
+use conformance_tests::wb_lab::{addresses as addrs, message as msg, Row, WbLab};
+use conformance_tests::Outcome;
 use serde_json::{json, Value};
 
-enum Store {
-    File(TempDir),
-    Etcd(Box<EtcdCluster>),
-}
+struct Lab(WbLab);
 
-struct Lab {
-    nodes: Vec<Node>,
-    ctr: Netns,
-    store: Store,
-}
+impl std::ops::Deref for Lab {
+    type Target = WbLab;
 
-/// One row of `multihome-ipam list`.
-#[derive(Debug, Clone)]
-struct Row {
-    ip: String,
-    cid: String,
-    mac: Option<String>,
-    parked: bool,
-    holders: usize,
+    fn deref(&self) -> &WbLab {
+        &self.0
+    }
 }
 
 const MAC: &str = "02:aa:00:00:00:01";
 
 impl Lab {
     fn file() -> Lab {
-        Lab {
-            nodes: vec![Node::new("st-node")],
-            ctr: Netns::new("st-ctr"),
-            store: Store::File(TempDir::new("st-store")),
-        }
+        Lab(WbLab::file("st"))
     }
 
     /// Two nodes joined by a link; node A runs the etcd cluster, serving both.
     fn etcd() -> Lab {
-        let a = Node::new("st-a");
-        let b = Node::new("st-b");
-        a.run_ok(&[
-            "ip",
-            "link",
-            "add",
-            "st0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "st1",
-            "netns",
-            b.name(),
-        ]);
-        a.run_ok(&["ip", "addr", "add", "10.251.0.1/30", "dev", "st0"]);
-        a.run_ok(&["ip", "link", "set", "st0", "up"]);
-        b.run_ok(&["ip", "addr", "add", "10.251.0.2/30", "dev", "st1"]);
-        b.run_ok(&["ip", "link", "set", "st1", "up"]);
-        let etcd = EtcdCluster::start_serving_at(3, &a, "10.251.0.1".parse().unwrap());
-        Lab {
-            nodes: vec![a, b],
-            ctr: Netns::new("st-ctr"),
-            store: Store::Etcd(Box::new(etcd)),
-        }
+        Lab(WbLab::etcd_two_nodes("st"))
     }
 
     fn conf(&self, name: &str, ipam: Value) -> Value {
-        let mut ipam = ipam;
-        ipam["type"] = json!("whereabouts");
-        match &self.store {
-            Store::File(dir) => ipam["store_dir"] = json!(dir.join("wb")),
-            Store::Etcd(etcd) => {
-                ipam["datastore"] = json!("etcd");
-                ipam["etcd_endpoints"] = json!(etcd.endpoints());
-            }
-        }
-        json!({"cniVersion": "1.1.0", "name": name, "type": "bridge", "ipam": ipam})
-    }
-
-    fn call(&self, node: usize, command: &str, cid: &str, args: &str, conf: &Value) -> Outcome {
-        let vars = CniVars {
-            command: command.into(),
-            container_id: cid.into(),
-            netns: self.ctr.path().display().to_string(),
-            ifname: "net1".into(),
-            args: args.into(),
-            path: ours("whereabouts").parent().unwrap().display().to_string(),
-        };
-        let settings = NodeSettings::for_conf(conf);
-        let (k, v) = settings.env();
-        Invocation::new(ours("whereabouts"))
-            .in_node(&self.nodes[node % self.nodes.len()])
-            .env(&k, &v)
-            .vars(&vars)
-            .stdin_json(conf)
-            .run()
+        json!({"cniVersion": "1.1.0", "name": name, "type": "bridge", "ipam": self.ipam(ipam)})
     }
 
     /// ADD of a launcher pod with `mac` in `runtimeConfig.mac` (the `mac` capability).
@@ -121,71 +53,13 @@ impl Lab {
         self.call(0, "GC", "", "", &c)
     }
 
-    /// The operators' tool on `node`: whether it succeeded, and what it printed.
-    fn tool(&self, node: usize, args: &[&str]) -> (bool, String) {
-        let tool = ours("multihome-ipam").display().to_string();
-        let mut argv: Vec<String> = vec![tool];
-        match &self.store {
-            Store::File(dir) => {
-                argv.extend(["--store-dir".into(), dir.join("wb").display().to_string()])
-            }
-            Store::Etcd(etcd) => {
-                argv.extend(["--etcd-endpoints".into(), etcd.endpoints().join(",")])
-            }
-        }
-        argv.extend(args.iter().map(|s| s.to_string()));
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let out = self.nodes[node % self.nodes.len()].run(&argv);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    fn rows(&self) -> Vec<Row> {
-        let (ok, out) = self.tool(1, &["list"]);
-        assert!(ok, "{out}");
-        out.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() < 3 {
-                    return None;
-                }
-                let field = |p: &str| f.iter().find_map(|x| x.strip_prefix(p));
-                Some(Row {
-                    ip: f[1].to_string(),
-                    cid: f[2].to_string(),
-                    mac: field("mac=").map(str::to_string),
-                    parked: field("parked-until=").is_some(),
-                    holders: field("holders=").and_then(|h| h.parse().ok()).unwrap_or(0),
-                })
-            })
-            .collect()
-    }
-
     fn row(&self, ip: &str) -> Option<Row> {
         self.rows().into_iter().find(|r| r.ip == ip)
     }
 }
 
-fn addrs(out: &Outcome) -> Vec<String> {
-    assert!(out.ok(), "{out}");
-    out.json()["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["address"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn ip_of(out: &Outcome) -> String {
     addrs(out)[0].split('/').next().unwrap().to_string()
-}
-
-fn msg(out: &Outcome) -> String {
-    out.json()["msg"].as_str().unwrap_or_default().to_string()
 }
 
 fn sticky_ipam(retention: &str) -> Value {
