@@ -5,8 +5,8 @@
 //! network namespaces ([`netns`]), locating our and the reference plugins
 //! ([`plugin`]), raw plugin invocations ([`exec`]), a Rust runtime with
 //! libcni's semantics ([`runtime`]), and a client built from the real
-//! libcni ([`libcni`]) to compare against,
-//! a whereabouts lab for the IPAM tests ([`wb_lab`]), and benchmark support
+//! libcni ([`libcni`]) to compare against, a live migration on a bridge network
+//! ([`migration`]), a whereabouts lab for the IPAM tests ([`wb_lab`]), and benchmark support
 //! ([`mod@bench`]). The tests under `tests/` use it.
 //!
 //! Every entry point needs root; nothing is ever configured in the root
@@ -20,6 +20,7 @@ pub mod error;
 pub mod etcd;
 pub mod exec;
 pub mod libcni;
+pub mod migration;
 pub mod netns;
 pub mod ovn;
 pub mod plugin;

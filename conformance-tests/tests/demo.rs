@@ -22,6 +22,16 @@ fn make_demo_attaches_vms_to_the_three_networks_and_cleans_up() {
         );
     }
     assert!(text.contains("connectivity"), "{text}");
+    // The VMs that keep their addresses: a requested one, one across a restart and a migration.
+    for step in [
+        "vm-g on node-a asked for 10.200.0.120: got 10.200.0.120/24",
+        "vm-h started again (a new launcher pod)",
+        "live migration to node-b, the target pod's ADD",
+        "the router reaches vm-h",
+    ] {
+        assert!(text.contains(step), "{step:?} missing:\n{text}");
+    }
+    assert!(!text.contains("FAIL "), "a step failed:\n{text}");
     assert!(
         !text.contains("yes (!)") && !text.contains("NO (!)"),
         "an unexpected cell in the matrix:\n{text}"

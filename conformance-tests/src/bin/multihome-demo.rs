@@ -15,7 +15,7 @@ use conformance_tests::dhcp;
 use conformance_tests::ovn::NodeBridge;
 use conformance_tests::plugin::nad_config;
 use conformance_tests::{
-    ours, require_root, LibcniClient, Netns, OvnLab, PluginDir, RuntimeConf, TempDir,
+    ours, require_root, EtcdCluster, LibcniClient, Netns, OvnLab, PluginDir, RuntimeConf, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -231,7 +231,7 @@ fn demo() -> usize {
         t.elapsed().as_secs_f64()
     );
 
-    let plugins = PluginDir::ours(&["bridge", "dhcp", "static", "ovn-overlay"])
+    let plugins = PluginDir::ours(&["bridge", "dhcp", "static", "whereabouts", "ovn-overlay"])
         .with_link("ovn-k8s-cni-overlay", &ours("ovn-overlay"));
     print!("building the libcni 1.1.2 client (Debian's Go sources) ... ");
     let t = Instant::now();
@@ -476,6 +476,9 @@ fn demo() -> usize {
                 || !del_again.ok(),
         );
     }
+    let settings: Vec<std::path::PathBuf> = daemons.iter().map(|d| d.1.join("settings")).collect();
+    failures += vm_addresses(&nodes, &runtimes, &settings, &router);
+
     // The DELs released the bridge VMs' leases: the server's lease file says so.
     let leased = std::fs::read_to_string(scratch.join("dnsmasq.leases")).unwrap_or_default();
     if leased.trim().is_empty() {
@@ -501,6 +504,216 @@ fn demo() -> usize {
         failures += 1;
     }
     drop(router);
+    failures
+}
+
+/// The VM network whose addresses stay (deploy/examples/nad-bridge-vms.yaml): whereabouts on an
+/// etcd cluster both nodes share, a VM with a fixed (requested) address, and one whose address
+/// is its MAC's across a restart and a live migration. Returns how many steps failed.
+fn vm_addresses(
+    nodes: &[&Netns],
+    runtimes: &[LibcniClient],
+    settings: &[std::path::PathBuf],
+    router: &Netns,
+) -> usize {
+    println!(
+        "\nVMs that keep their addresses on the bridge network (whereabouts on etcd, issue 18):"
+    );
+    let mut failures = 0;
+    let mut step = |ok: bool, text: String| {
+        println!("  {} {text}", if ok { "ok  " } else { "FAIL" });
+        failures += usize::from(!ok);
+    };
+    // The cluster's etcd: one member on node A here, which node B reaches over a management link
+    // (a real cluster's runs on its control plane); each node's administrator names it in the
+    // node's whereabouts.conf, the NAD does not.
+    sh(
+        nodes[0],
+        &format!(
+            "ip link add mg0 type veth peer name mg1 netns {} && ip addr add 10.252.0.1/30 dev mg0 && ip link set mg0 up",
+            nodes[1].name()
+        ),
+    );
+    sh(
+        nodes[1],
+        "ip addr add 10.252.0.2/30 dev mg1 && ip link set mg1 up",
+    );
+    let t = Instant::now();
+    let etcd =
+        EtcdCluster::start_serving_at(1, nodes[0], "10.252.0.1".parse().expect("an address"));
+    for dir in settings {
+        std::fs::write(
+            dir.join("whereabouts.conf"),
+            json!({"datastore": "etcd", "etcd_endpoints": etcd.endpoints()}).to_string(),
+        )
+        .expect("whereabouts.conf");
+    }
+    println!(
+        "  etcd on node-a ({:.1} s); both nodes' whereabouts.conf name it",
+        t.elapsed().as_secs_f64()
+    );
+    let c = nad_config("nad-bridge-vms.yaml");
+    let nad = json!({"cniVersion": c["cniVersion"], "name": c["name"], "plugins": [c]});
+    println!(
+        "  NAD bridge-vms (deploy/examples/nad-bridge-vms.yaml): {}",
+        serde_json::to_string(&c).unwrap_or_default()
+    );
+    let row = |ip: &str| -> String {
+        let tool = ours("multihome-ipam").display().to_string();
+        let eps = etcd.endpoints().join(",");
+        let out = nodes[1].run(&[&tool, "--etcd-endpoints", &eps, "list", "--network", ""]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(ip))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|f| {
+                        f.starts_with("mac=")
+                            || f.starts_with("holders=")
+                            || f.starts_with("parked-until=")
+                    })
+                    .map(|f| {
+                        if f.starts_with("parked-until=") {
+                            "parked"
+                        } else {
+                            f
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|| "free".into())
+    };
+    let pod = |name: &str, mac: &str, netns: &Netns| {
+        RuntimeConf::multus(
+            netns.path(),
+            "my-vm-namespace",
+            &format!("virt-launcher-{name}"),
+            "00000000-0000-4000-8000-0000000000aa",
+        )
+        .with_ifname("pod8a3f1c2d9e0")
+        .with_capability("mac", json!(mac))
+    };
+    let address = |out: &conformance_tests::Outcome| -> Option<String> {
+        out.try_json()?["ips"][0]["address"]
+            .as_str()
+            .map(str::to_string)
+    };
+
+    // A fixed address: the VM's network selection element asks for 10.200.0.120 (outside the
+    // dynamic part of the range); it is reserved, so nobody else is handed it.
+    let g = Netns::new("demo-vm-g");
+    let g_rt =
+        pod("vm-g-x1", "02:00:00:00:00:10", &g).with_capability("ips", json!(["10.200.0.120/24"]));
+    let out = runtimes[0].add(&nad, &g_rt);
+    step(
+        address(&out).as_deref() == Some("10.200.0.120/24"),
+        format!(
+            "vm-g on node-a asked for 10.200.0.120: got {}",
+            address(&out).unwrap_or_else(|| out.to_string())
+        ),
+    );
+    step(
+        pings(router, "10.200.0.120"),
+        "the router reaches vm-g at 10.200.0.120".into(),
+    );
+    let z = Netns::new("demo-pod-z");
+    let z_rt =
+        pod("pod-z", "02:00:00:00:00:1f", &z).with_capability("ips", json!(["10.200.0.120/24"]));
+    let refused = runtimes[1].add(&nad, &z_rt);
+    let msg = refused
+        .try_json()
+        .and_then(|v| v["msg"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    step(
+        refused.error_code() == Some(103),
+        format!(
+            "another pod asking for it on node-b is refused, code {}: {msg}",
+            refused
+                .error_code()
+                .map_or_else(|| "none".to_string(), |c| c.to_string())
+        ),
+    );
+
+    // A VM whose address is its MAC's: a restart is a new launcher pod; a live migration is two.
+    let mac = "02:00:00:00:00:11";
+    let h1 = Netns::new("demo-vm-h1");
+    let h1_rt = pod("vm-h-a1", mac, &h1);
+    let first = address(&runtimes[0].add(&nad, &h1_rt)).unwrap_or_default();
+    let ip = first.split('/').next().unwrap_or_default().to_string();
+    step(
+        !ip.is_empty(),
+        format!("vm-h ({mac}) on node-a: {first}  [{}]", row(&ip)),
+    );
+    let del = runtimes[0].del(&nad, &h1_rt);
+    step(
+        del.ok(),
+        format!(
+            "vm-h stopped (DEL): {ip} parked for its MAC  [{}]",
+            row(&ip)
+        ),
+    );
+    let h2 = Netns::new("demo-vm-h2");
+    let h2_rt = pod("vm-h-b2", mac, &h2);
+    let again = address(&runtimes[0].add(&nad, &h2_rt)).unwrap_or_default();
+    step(
+        again == first,
+        format!(
+            "vm-h started again (a new launcher pod): {again}  [{}]",
+            row(&ip)
+        ),
+    );
+    let h3 = Netns::new("demo-vm-h3");
+    let h3_rt = pod("vm-h-c3", mac, &h3);
+    let target = address(&runtimes[1].add(&nad, &h3_rt)).unwrap_or_default();
+    step(
+        target == first,
+        format!("live migration to node-b, the target pod's ADD: {target}, the source still holds it  [{}]", row(&ip)),
+    );
+    let y = Netns::new("demo-pod-y");
+    let y_rt = pod("pod-y", "02:00:00:00:00:1e", &y);
+    let other = address(&runtimes[1].add(&nad, &y_rt)).unwrap_or_default();
+    step(
+        !other.is_empty() && other != first,
+        format!("a pod of another MAC meanwhile gets {other}"),
+    );
+    // The cut-over: the VM stops on node-a; its source pod's DEL leaves the address to the target.
+    sh(&h2, "ip link set pod8a3f1c2d9e0 down");
+    let del = runtimes[0].del(&nad, &h2_rt);
+    step(
+        del.ok(),
+        format!(
+            "the source pod's DEL: {ip} stays with the target  [{}]",
+            row(&ip)
+        ),
+    );
+    step(
+        pings(router, &ip),
+        format!("the router reaches vm-h at {ip} on node-b"),
+    );
+    let del = runtimes[1].del(&nad, &h3_rt);
+    step(
+        del.ok(),
+        format!("vm-h deleted: {ip} parked  [{}]", row(&ip)),
+    );
+    let tool = ours("multihome-ipam").display().to_string();
+    let eps = etcd.endpoints().join(",");
+    let released = nodes[1].run(&[&tool, "--etcd-endpoints", &eps, "release", "--mac", mac]);
+    step(
+        released.status.success() && row(&ip) == "free",
+        format!("multihome-ipam release --mac {mac}: {ip} {}", row(&ip)),
+    );
+    for (rt, node) in [(&y_rt, 1), (&g_rt, 0)] {
+        let del = runtimes[node].del(&nad, rt);
+        failures += usize::from(!del.ok());
+    }
+    println!(
+        "  (the outage of such a migration, with and without disableContainerInterface: make bench, docs/benchmarks.md)"
+    );
+    drop(etcd);
+    for dir in settings {
+        let _ = std::fs::remove_file(dir.join("whereabouts.conf"));
+    }
     failures
 }
 
