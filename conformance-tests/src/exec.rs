@@ -169,6 +169,19 @@ impl Invocation {
         Ok(child)
     }
 
+    /// Runs `plugin` in `node` with `vars` and `conf` on stdin, as a node whose administrator
+    /// wrote the store settings `conf` names ([`crate::NodeSettings::for_conf`]).
+    pub fn run_as_node(plugin: &Path, node: &Netns, vars: &CniVars, conf: &Value) -> Outcome {
+        let settings = crate::NodeSettings::for_conf(conf);
+        let (k, v) = settings.env();
+        Invocation::new(plugin)
+            .in_node(node)
+            .env(&k, &v)
+            .vars(vars)
+            .stdin_json(conf)
+            .run()
+    }
+
     /// Runs the plugin; panics when it cannot be started.
     pub fn run(&self) -> Outcome {
         self.try_run()

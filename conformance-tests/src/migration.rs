@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome};
+use crate::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome};
 
 /// The VM's MAC, KubeMacPool's for its whole life: both launcher pods ask for it.
 pub const VM_MAC: &str = "02:6d:69:67:00:01";
@@ -73,13 +73,7 @@ pub struct Launcher {
 }
 
 fn ok(ns: &Netns, script: &str) {
-    let out = ns.sh(script);
-    assert!(
-        out.status.success(),
-        "in {}: {script}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.sh_ok(script);
 }
 
 impl BridgeWire {
@@ -178,14 +172,7 @@ impl BridgeWire {
                 .display()
                 .to_string(),
         };
-        let settings = NodeSettings::for_conf(conf);
-        let (k, v) = settings.env();
-        Invocation::new(ours("bridge"))
-            .in_node(&self.nodes[node])
-            .env(&k, &v)
-            .vars(&vars)
-            .stdin_json(conf)
-            .run()
+        Invocation::run_as_node(&ours("bridge"), &self.nodes[node], &vars, conf)
     }
 
     /// The wire's port toward which it forwards frames for `mac` (`n0`, `n1`), if it learned one.

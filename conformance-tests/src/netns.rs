@@ -74,6 +74,17 @@ impl Netns {
         self.run(&["sh", "-c", script])
     }
 
+    /// Runs a `sh -c` script inside the namespace; panics with its stderr unless it succeeds.
+    pub fn sh_ok(&self, script: &str) {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in {}: {script}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Whether a link called `ifname` exists in the namespace.
     pub fn has_link(&self, ifname: &str) -> bool {
         self.run(&["ip", "link", "show", "dev", ifname])

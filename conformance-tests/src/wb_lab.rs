@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, NodeSettings, Outcome, TempDir};
+use crate::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome, TempDir};
 
 /// Where the lab's reservations are.
 #[derive(Debug)]
@@ -122,14 +122,12 @@ impl WbLab {
                 .display()
                 .to_string(),
         };
-        let settings = NodeSettings::for_conf(conf);
-        let (k, v) = settings.env();
-        Invocation::new(ours("whereabouts"))
-            .in_node(&self.nodes[node % self.nodes.len()])
-            .env(&k, &v)
-            .vars(&vars)
-            .stdin_json(conf)
-            .run()
+        Invocation::run_as_node(
+            &ours("whereabouts"),
+            &self.nodes[node % self.nodes.len()],
+            &vars,
+            conf,
+        )
     }
 
     /// The operators' tool on `node`, pointed at the lab's store: whether it succeeded, and what

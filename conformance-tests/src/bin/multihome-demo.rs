@@ -59,13 +59,7 @@ struct Vm {
 }
 
 fn sh(ns: &Netns, script: &str) {
-    let out = ns.sh(script);
-    assert!(
-        out.status.success(),
-        "in {}: {script}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.sh_ok(script);
 }
 
 /// The NMState step (NNCP `br1-policy`): a Linux bridge `br1` with the node's `ens4` as its port.
