@@ -1285,3 +1285,37 @@ fn a_refused_add_with_a_broken_ipam_part_leaves_nothing() {
         .nft("list table bridge nat")
         .contains("cni-br-iface-fault-net1"));
 }
+
+/// containernetworking/plugins #756: a container that takes over an address (a restart, a freed
+/// address handed out again) is announced once its port is up, so a neighbour that cached the
+/// old MAC reaches it at once. The kernel's own `arp_notify` announcement leaves at link-up,
+/// before the bridge enables the port, and is lost (the reference relies on it alone).
+#[test]
+fn a_container_taking_over_an_address_is_announced_to_neighbours_that_cached_the_old_mac() {
+    let lab = Lab::new();
+    let (a, b) = (Netns::new("br-ga"), Netns::new("br-gb"));
+    let c = |addr: &str| conf("br-garp", json!({"ipam": static_ipam(addr)}));
+    assert!(lab.add("ga", &a, &c("10.71.0.2/24")).ok());
+    assert!(lab.add("gb", &b, &c("10.71.0.3/24")).ok());
+    assert!(pings(&b, "10.71.0.2"));
+    let neighbour = || -> String {
+        let v: Value =
+            serde_json::from_str(&b.run_ok(&["ip", "-j", "neigh", "show", "10.71.0.2"])).unwrap();
+        v[0]["lladdr"].as_str().unwrap_or_default().to_string()
+    };
+    let old = mac_of(&a, "net1");
+    assert_eq!(neighbour(), old);
+    assert!(lab.del("ga", &a, &c("10.71.0.2/24")).ok());
+    let a2 = Netns::new("br-ga2");
+    assert!(lab.add("ga2", &a2, &c("10.71.0.2/24")).ok());
+    let new = mac_of(&a2, "net1");
+    assert_ne!(old, new);
+    conformance_tests::wait_until(
+        "the neighbour's entry follows the new MAC",
+        std::time::Duration::from_secs(2),
+        || neighbour() == new,
+    );
+    assert!(pings(&b, "10.71.0.2"));
+    assert!(lab.del("ga2", &a2, &c("10.71.0.2/24")).ok());
+    assert!(lab.del("gb", &b, &c("10.71.0.3/24")).ok());
+}

@@ -192,7 +192,9 @@ impl Attach<'_> {
         let host = if self.conf.disable_container_interface {
             host
         } else {
-            node::wait_port_up(&self.node, &host)?
+            let host = node::wait_port_up(&self.node, &host)?;
+            self.announce(&cont, &result);
+            host
         };
         // The bridge's MAC follows its lowest port unless pinned: read it once ports settled.
         let bridge = self
@@ -407,6 +409,31 @@ impl Attach<'_> {
             },
         )
         .map_err(kernel)
+    }
+
+    /// Announces the container's IPv4 addresses now that its port is up (reference #756: the
+    /// kernel's own announcement at link-up is lost). Best effort: a neighbour that misses it
+    /// learns the MAC when its entry goes stale.
+    fn announce(&self, cont: &Link, result: &CniResult) {
+        let v4: Vec<std::net::Ipv4Addr> = result
+            .ips
+            .iter()
+            .filter_map(|ip| match ip.address.ip() {
+                std::net::IpAddr::V4(a) => Some(a),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        let Some(mac) = cont.mac.filter(|_| !v4.is_empty()) else {
+            return;
+        };
+        let sent = self
+            .ns
+            .run(|| crate::announce::announce(cont.index, mac.0, &v4))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = sent {
+            cni::log_warn!("gratuitous ARP from {}: {e}", cont.name);
+        }
     }
 
     /// Container end: DAD and ARP sysctls, addresses, up, routes.

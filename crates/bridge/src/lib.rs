@@ -9,6 +9,7 @@
 //! asked to.
 
 mod add;
+mod announce;
 mod check;
 pub mod conf;
 mod del;
