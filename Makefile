@@ -13,7 +13,7 @@ TOOLS        := multihome-ipam
 DEB_PKGS     := iproute2 python3 python3-yaml nftables openssl iputils-ping time golang-go golang-github-appc-cni-dev containernetworking-plugins \
                 qemu-system-x86 python3-venv kmod busybox-static etcd-server etcd-client \
                 openvswitch-switch ovn-central ovn-host gnuplot-nox \
-                dnsmasq-base kea-dhcp4-server kea-dhcp6-server isc-dhcp-server
+                dnsmasq-base kea-dhcp4-server kea-dhcp6-server isc-dhcp-server podman containerd
 
 # .cargo/config.toml builds static executables for an explicit target, hence the triple.
 RELEASE_DIR  := $(CURDIR)/target/x86_64-unknown-linux-gnu/release
@@ -35,7 +35,7 @@ deps: root
 	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; rc=$$?; \
 	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; [ $$rc -eq 0 ] || exit $$rc; \
-	  if command -v systemctl >/dev/null; then systemctl disable kea-dhcp4-server kea-dhcp6-server isc-dhcp-server >/dev/null 2>&1 || true; fi; \
+	  if command -v systemctl >/dev/null; then systemctl disable kea-dhcp4-server kea-dhcp6-server isc-dhcp-server containerd >/dev/null 2>&1 || true; fi; \
 	else echo "make deps: all of $(DEB_PKGS) present"; fi
 
 ## build: release executables (static) in target/x86_64-unknown-linux-gnu/release

@@ -6,7 +6,8 @@
 //! ([`plugin`]), raw plugin invocations ([`exec`]), a Rust runtime with
 //! libcni's semantics ([`runtime`]), and a client built from the real
 //! libcni ([`libcni`]) to compare against, a live migration on a bridge network
-//! ([`migration`]), a whereabouts lab for the IPAM tests ([`wb_lab`]), and benchmark support
+//! ([`migration`]), a whereabouts lab for the IPAM tests ([`wb_lab`]), podman and containerd
+//! driving the plugins ([`runtimes`]), and benchmark support
 //! ([`mod@bench`]). The tests under `tests/` use it.
 //!
 //! Every entry point needs root; nothing is ever configured in the root
@@ -27,6 +28,7 @@ pub mod plugin;
 pub mod process;
 pub mod runtime;
 pub mod runtime_conf;
+pub mod runtimes;
 pub mod settings;
 pub mod tempdir;
 pub mod wb_lab;
