@@ -1319,3 +1319,294 @@ fn a_container_taking_over_an_address_is_announced_to_neighbours_that_cached_the
     assert!(lab.del("ga2", &a2, &c("10.71.0.2/24")).ok());
     assert!(lab.del("gb", &b, &c("10.71.0.3/24")).ok());
 }
+
+// IPv6 only (issue 20): node, containers and router without IPv4 addresses.
+
+/// Whether `ns` has an IPv4 address of global scope.
+fn has_ipv4(ns: &Netns) -> bool {
+    !ns.run_ok(&["ip", "-4", "-o", "addr", "show", "scope", "global"])
+        .trim()
+        .is_empty()
+}
+
+/// Three pings 200 ms apart, one answer enough (the first can wait on neighbour discovery).
+fn pings6(from: &Netns, to: &str) -> bool {
+    from.run(&["ping", "-6", "-c", "3", "-i", "0.2", "-W", "1", "-q", to])
+        .status
+        .success()
+}
+
+fn address_of(out: &Outcome) -> String {
+    assert!(out.ok(), "{out}");
+    out.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// whereabouts on a /64 to its last address (whereabouts #83 stops at /65), the gateway on the
+/// bridge and never handed out, the default route via the bridge, addresses usable at once.
+#[test]
+fn ipv6_only_whereabouts_on_a_64_with_gateway_default_route_and_the_top_of_the_prefix() {
+    let lab = Lab::new();
+    let (a, b) = (Netns::new("v6-a"), Netns::new("v6-b"));
+    let ipam = |start: Option<&str>| {
+        let mut i = json!({"type": "whereabouts", "range": "fd00:6::/64", "gateway": "fd00:6::1",
+            "store_dir": lab.store()});
+        if let Some(s) = start {
+            i["range_start"] = json!(s);
+        }
+        i
+    };
+    let c = conf(
+        "br6",
+        json!({"isGateway": true, "isDefaultGateway": true, "ipam": ipam(None)}),
+    );
+    let ra = lab.add("v6a", &a, &c);
+    assert_eq!(
+        address_of(&ra),
+        "fd00:6::2/64",
+        "the gateway ::1 is never handed out"
+    );
+    assert_eq!(ra.json()["ips"][0]["gateway"], "fd00:6::1");
+    assert_eq!(address_of(&lab.add("v6b", &b, &c)), "fd00:6::3/64");
+    assert!(lab
+        .node
+        .addresses("br6")
+        .contains(&"fd00:6::1/64".to_string()));
+    // The gateway answers at once: optimistic DAD (a duplicate of it would still fail DAD),
+    // where the reference's stays tentative, unreachable, for about 2 s.
+    assert!(lab
+        .node
+        .run_ok(&["ip", "-6", "addr", "show", "dev", "br6"])
+        .contains("fd00:6::1/64 scope global optimistic"));
+    let routes = a.run_ok(&["ip", "-6", "route", "show", "default"]);
+    assert!(
+        routes.contains("default via fd00:6::1 dev net1"),
+        "{routes}"
+    );
+    // No DAD wait (reference #680): usable right after ADD.
+    assert!(!a
+        .run_ok(&["ip", "-6", "addr", "show", "dev", "net1"])
+        .contains("tentative"));
+    assert!(pings6(&a, "fd00:6::3"), "container to container at once");
+    assert!(pings6(&b, "fd00:6::1"), "container to the gateway");
+    for ns in [&*lab.node, &a, &b] {
+        assert!(!has_ipv4(ns), "{} has IPv4", ns.name());
+    }
+    // The top of the /64: its last two addresses, then exhausted.
+    let top = conf(
+        "br6",
+        json!({"isGateway": true, "ipam": ipam(Some("fd00:6::ffff:ffff:ffff:fffe"))}),
+    );
+    let (t1, t2, t3) = (
+        Netns::new("v6-t1"),
+        Netns::new("v6-t2"),
+        Netns::new("v6-t3"),
+    );
+    assert_eq!(
+        address_of(&lab.add("t1", &t1, &top)),
+        "fd00:6::ffff:ffff:ffff:fffe/64"
+    );
+    assert_eq!(
+        address_of(&lab.add("t2", &t2, &top)),
+        "fd00:6::ffff:ffff:ffff:ffff/64"
+    );
+    let full = lab.add("t3", &t3, &top);
+    assert_eq!(full.error_code(), Some(102), "{full}");
+    assert!(pings6(&a, "fd00:6::ffff:ffff:ffff:ffff"));
+    for (cid, ns, c) in [
+        ("t1", &t1, &top),
+        ("t2", &t2, &top),
+        ("v6a", &a, &c),
+        ("v6b", &b, &c),
+    ] {
+        assert!(lab.del(cid, ns, c).ok());
+    }
+    assert!(lab.reservations().is_empty());
+}
+
+/// The MAC spoof check on IPv6 traffic: a container that forges its source MAC reaches nobody,
+/// with its own it does (neighbour discovery included).
+#[test]
+fn ipv6_only_mac_spoof_check_drops_forged_frames_and_passes_the_real_mac() {
+    let lab = Lab::new();
+    let (a, b) = (Netns::new("v6-sa"), Netns::new("v6-sb"));
+    let c = |addr: &str| {
+        conf(
+            "br6s",
+            json!({"macspoofchk": true, "ipam": static_ipam(addr)}),
+        )
+    };
+    assert!(lab.add("sa", &a, &c("fd00:8::2/64")).ok());
+    assert!(lab.add("sb", &b, &c("fd00:8::3/64")).ok());
+    assert!(pings6(&a, "fd00:8::3"));
+    let real = mac_of(&a, "net1");
+    a.run_ok(&["ip", "link", "set", "net1", "address", "02:66:00:00:00:ff"]);
+    b.run_ok(&["ip", "-6", "neigh", "flush", "dev", "net1"]);
+    assert!(!pings6(&a, "fd00:8::3"), "a forged source MAC is dropped");
+    a.run_ok(&["ip", "link", "set", "net1", "address", &real]);
+    assert!(pings6(&a, "fd00:8::3"), "the real MAC passes again");
+    assert!(lab.del("sa", &a, &c("fd00:8::2/64")).ok());
+    assert!(lab.del("sb", &b, &c("fd00:8::3/64")).ok());
+}
+
+/// Masquerading IPv6: a container reaches a host beyond the node that has no route back to the
+/// container's prefix only with `ipMasq` (its packets leave with the node's address).
+#[test]
+fn ipv6_only_ip_masq_lets_a_container_reach_a_host_with_no_route_back() {
+    let lab = Lab::new();
+    let remote = Netns::new("v6-far");
+    lab.node.run_ok(&[
+        "ip",
+        "link",
+        "add",
+        "name",
+        "up6",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        remote.name(),
+    ]);
+    lab.node
+        .run_ok(&["ip", "addr", "add", "fd00:99::2/64", "dev", "up6", "nodad"]);
+    lab.node.run_ok(&["ip", "link", "set", "up6", "up"]);
+    remote.run_ok(&["ip", "addr", "add", "fd00:99::1/64", "dev", "eth0", "nodad"]);
+    remote.run_ok(&["ip", "link", "set", "eth0", "up"]);
+    let (m, p) = (Netns::new("v6-m"), Netns::new("v6-p"));
+    let c = |masq: bool, addr: &str| {
+        conf(
+            "br6m",
+            json!({"isDefaultGateway": true, "ipMasq": masq, "ipam": {"type": "static",
+                "addresses": [{"address": addr, "gateway": "fd00:9::1"}]}}),
+        )
+    };
+    assert!(lab.add("m", &m, &c(true, "fd00:9::2/64")).ok());
+    assert!(lab.add("p", &p, &c(false, "fd00:9::3/64")).ok());
+    let rules = lab.nft("list table inet cni_plugins_masquerade");
+    assert!(
+        rules.contains("ip6 saddr fd00:9::2 ip6 daddr != fd00:9::/64 masquerade"),
+        "{rules}"
+    );
+    assert!(
+        pings6(&m, "fd00:99::1"),
+        "masqueraded: the reply comes back"
+    );
+    assert!(!pings6(&p, "fd00:99::1"), "not masqueraded: no route back");
+    assert!(lab.del("m", &m, &c(true, "fd00:9::2/64")).ok());
+    assert!(lab.del("p", &p, &c(false, "fd00:9::3/64")).ok());
+    assert!(!lab
+        .nft("list table inet cni_plugins_masquerade")
+        .contains("fd00:9::2"));
+}
+
+/// Router advertisements on the container side: where IPAM configures IPv6 the container
+/// ignores them (`accept_ra=0`: its addresses and routes are IPAM's, and an RA would add an
+/// address and a default route nobody releases); in L2 mode (no IPAM) it follows them as any
+/// host on the wire does (SLAAC address, default route via the router). A router on the bridge
+/// (dnsmasq, RA only) advertises fd00:7::/64.
+#[test]
+fn ipv6_only_router_advertisements_are_ignored_under_ipam_and_followed_in_l2_mode() {
+    let lab = Lab::new();
+    let (l3, l2) = (Netns::new("v6-l3"), Netns::new("v6-l2"));
+    let with_ipam = conf("br6r", json!({"ipam": static_ipam("fd00:7::2/64")}));
+    assert!(lab.add("l3", &l3, &with_ipam).ok());
+    let router = Netns::new("v6-rtr");
+    lab.node.run_ok(&[
+        "ip",
+        "link",
+        "add",
+        "name",
+        "rtr6",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        router.name(),
+    ]);
+    lab.node
+        .run_ok(&["ip", "link", "set", "rtr6", "master", "br6r"]);
+    lab.node.run_ok(&["ip", "link", "set", "rtr6", "up"]);
+    router.run_ok(&["ip", "addr", "add", "fd00:7::fe/64", "dev", "eth0", "nodad"]);
+    router.run_ok(&["ip", "link", "set", "eth0", "up"]);
+    router.run_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let scratch = TempDir::new("v6-ra");
+    let mut dnsmasq = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            router.name(),
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--port=0",
+            "--no-resolv",
+            "--no-hosts",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--enable-ra",
+            "--dhcp-range=::,constructor:eth0,ra-only,64",
+            "--ra-param=eth0,2,60",
+        ])
+        .arg(format!("--pid-file={}", scratch.join("pid").display()))
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            scratch.join("leases").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq (make deps installs dnsmasq-base)");
+    let out = lab.add("l2", &l2, &conf("br6r", json!({})));
+    assert!(out.ok(), "{out}");
+    let slaac = |ns: &Netns| -> Vec<String> {
+        ns.run_ok(&[
+            "ip", "-6", "-o", "addr", "show", "dev", "net1", "scope", "global",
+        ])
+        .lines()
+        .filter(|l| l.contains("dynamic"))
+        .map(str::to_string)
+        .collect()
+    };
+    conformance_tests::wait_until(
+        "the L2 container autoconfigures from the router's advertisement",
+        std::time::Duration::from_secs(10),
+        || slaac(&l2).iter().any(|l| l.contains("fd00:7:")),
+    );
+    assert!(l2
+        .run_ok(&["ip", "-6", "route", "show", "default"])
+        .contains("via fe80::"));
+    assert!(pings6(&l2, "fd00:7::fe"));
+    // The L3 container heard advertisements too (its namespace's ICMPv6 counter).
+    let heard = |ns: &Netns| -> u64 {
+        ns.run_ok(&["cat", "/proc/net/snmp6"])
+            .lines()
+            .find_map(|l| l.strip_prefix("Icmp6InRouterAdvertisements"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    conformance_tests::wait_until(
+        "the L3 container receives an advertisement",
+        std::time::Duration::from_secs(10),
+        || heard(&l3) > 0,
+    );
+    assert!(pings6(&l3, "fd00:7::fe"), "on the same wire");
+    assert_eq!(
+        l3.run_ok(&["cat", "/proc/sys/net/ipv6/conf/net1/accept_ra"])
+            .trim(),
+        "0"
+    );
+    assert_eq!(slaac(&l3), Vec::<String>::new());
+    assert_eq!(
+        l3.run_ok(&["ip", "-6", "route", "show", "default"]).trim(),
+        ""
+    );
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+    assert!(lab.del("l2", &l2, &conf("br6r", json!({}))).ok());
+    assert!(lab.del("l3", &l3, &with_ipam).ok());
+}

@@ -449,6 +449,11 @@ impl Attach<'_> {
                         &format!("net/ipv6/conf/{ifname}/disable_ipv6"),
                         "0",
                     );
+                    // The addresses and routes are IPAM's: a router advertisement on the wire
+                    // would add an address and a default route that no DEL releases. In L2 mode
+                    // (no IPAM) the container follows advertisements, as any host on the wire.
+                    let _ =
+                        netlink::sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_ra"), "0");
                 }
                 if enable_dad {
                     let _ = netlink::sysctl::write(
@@ -735,10 +740,17 @@ fn ensure_address(
     net: IpNetwork,
     force: bool,
 ) -> Result<Option<Vec<IpNetwork>>, Error> {
+    // An IPv6 gateway gets optimistic DAD: containers reach it at once (a tentative address
+    // answers nothing for about 2 s), and a duplicate of it on the wire still fails DAD.
+    if net.is_ipv6() {
+        for key in ["optimistic_dad", "use_optimistic"] {
+            let _ = netlink::sysctl::write(&format!("net/ipv6/conf/{}/{key}", link.name), "1");
+        }
+    }
     // The steady state (every ADD after the first on this bridge) is "already there": one
     // request, no dump of every address of the node (which grows with its interfaces).
     if !nl
-        .add_address(link.index, &link.name, net)
+        .add_address_optimistic(link.index, &link.name, net)
         .map_err(kernel)?
     {
         return Ok(None);
@@ -768,7 +780,7 @@ fn ensure_address(
     if !replaced.is_empty() {
         // The kernel drops the secondaries of a primary IPv4 address with it: `net`, added
         // beside an address of its subnet, was one of them. Put it back.
-        nl.add_address(link.index, &link.name, net)
+        nl.add_address_optimistic(link.index, &link.name, net)
             .map_err(kernel)?;
     }
     Ok(Some(replaced))

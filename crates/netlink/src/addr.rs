@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -93,6 +93,32 @@ impl Netlink {
         match self.change(
             &op,
             RouteNetlinkMessage::NewAddress(message(index, net)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_exists() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Netlink::add_address`] of an IPv6 address with optimistic duplicate address detection
+    /// (RFC 4429): usable at once, still detected as a duplicate (it then fails DAD). The link
+    /// needs `optimistic_dad` (and `use_optimistic`) on; an IPv4 address is added as usual.
+    pub fn add_address_optimistic(
+        &self,
+        index: u32,
+        ifname: &str,
+        net: IpNetwork,
+    ) -> Result<bool, Error> {
+        let op = format!("add address {net} to {ifname}");
+        let mut msg = message(index, net);
+        if net.is_ipv6() {
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Optimistic));
+        }
+        match self.change(
+            &op,
+            RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         ) {
             Ok(()) => Ok(true),
