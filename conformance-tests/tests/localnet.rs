@@ -480,3 +480,101 @@ fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
     let d = run("DEL", &conf);
     assert!(d.ok(), "DEL again: {d}");
 }
+
+/// IPv6 only (issue 20): `subnets` with only an IPv6 prefix, no IPv4 anywhere. VMs get managed
+/// addresses, reach an IPv6-only router on the physical network (VLAN 100 and untagged) and each
+/// other across nodes; neighbour discovery passes; port security drops a source address that is
+/// not the VM's and passes its own.
+#[test]
+fn ipv6_only_localnet_vms_reach_ipv6_routers_and_each_other_and_port_security_holds() {
+    let lab = OvnLab::start_with_tor("ln-v6", 2, documentation_bridge());
+    let _r100 = lab.add_host("ln6-r100", Some(100), "fd00:100::1/64");
+    let _r0 = lab.add_host("ln6-r0", None, "fd00:200::1/64");
+    let plugins = plugins();
+    let tagged = localnet(
+        "v6-100",
+        json!({"vlanID": 100, "subnets": "fd00:100::/64", "excludeSubnets": "fd00:100::/120"}),
+    );
+    let untagged = localnet(
+        "v6-native",
+        json!({"subnets": "fd00:200::/64", "excludeSubnets": "fd00:200::/120"}),
+    );
+    let (a, b, c) = (Vm::new("ln6-a"), Vm::new("ln6-b"), Vm::new("ln6-c"));
+    let ra = ok(&add(&plugins, &lab.nodes[0], &a, &tagged));
+    let rb = ok(&add(&plugins, &lab.nodes[1], &b, &tagged));
+    let rc = ok(&add(&plugins, &lab.nodes[0], &c, &untagged));
+    for r in [&ra, &rb] {
+        let ips = r["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 1, "{r}");
+        let addr = ips[0]["address"].as_str().unwrap();
+        assert!(
+            addr.starts_with("fd00:100::") && addr.ends_with("/64"),
+            "{addr}"
+        );
+    }
+    assert!(addr_of(&rc).starts_with("fd00:200::"));
+    for vm in [&a, &b, &c] {
+        assert!(
+            vm.ns
+                .run_ok(&["ip", "-4", "-o", "addr", "show", "scope", "global"])
+                .trim()
+                .is_empty(),
+            "no IPv4"
+        );
+    }
+    assert!(
+        a.reaches("fd00:100::1"),
+        "VLAN 100 VM to the VLAN 100 router"
+    );
+    assert!(
+        c.reaches("fd00:200::1"),
+        "untagged VM to the untagged router"
+    );
+    let (ip_a, ip_b) = (addr_of(&ra), addr_of(&rb));
+    assert!(a.reaches(&ip_b), "two VMs on two nodes");
+    // Port security: the VM's own address and MAC pass; another source address is dropped.
+    assert!(a.pings(&ip_b));
+    a.ns.run_ok(&[
+        "ip",
+        "addr",
+        "add",
+        "fd00:100::99/64",
+        "dev",
+        "net1",
+        "nodad",
+    ]);
+    assert!(
+        !a.ns
+            .run(&[
+                "ping",
+                "-c2",
+                "-i0.2",
+                "-W1",
+                "-q",
+                "-I",
+                "fd00:100::99",
+                &ip_b
+            ])
+            .status
+            .success(),
+        "a source address that is not the VM's is dropped"
+    );
+    assert!(a
+        .ns
+        .run(&["ping", "-c2", "-i0.2", "-W1", "-q", "-I", &ip_a, &ip_b])
+        .status
+        .success());
+    let lsp = nb_rows(&lab, "Logical_Switch_Port")
+        .into_iter()
+        .find(|p| {
+            ovsdb_strings(&p["addresses"])
+                .iter()
+                .any(|x| x.contains(&ip_a))
+        })
+        .expect("the VM's port");
+    let security = ovsdb_strings(&lsp["port_security"]);
+    assert!(security.iter().any(|s| s.contains(&ip_a)), "{security:?}");
+    ok(&del(&plugins, &lab.nodes[0], &a, &tagged));
+    ok(&del(&plugins, &lab.nodes[1], &b, &tagged));
+    ok(&del(&plugins, &lab.nodes[0], &c, &untagged));
+}

@@ -1086,3 +1086,59 @@ fn del_and_gc_succeed_where_only_add_would_refuse_the_input_and_still_clean_up()
     assert!(!node.vsctl(&["list-ports", "br-int"]).contains("ovn"));
     assert_eq!(nb_json(&lab, "Logical_Switch_Port").len(), 0);
 }
+
+/// IPv6 only (issue 20): a layer2 network whose `subnets` is an IPv6 prefix alone. Two VMs on two
+/// nodes get managed addresses and talk over Geneve (neighbour discovery included); port
+/// security drops a source address that is not the VM's and passes its own.
+#[test]
+fn ipv6_only_layer2_vms_on_two_nodes_talk_and_port_security_holds() {
+    let lab = OvnLab::start("ovl-v6", 2);
+    let plugins = plugins();
+    let c = conf(
+        json!({"name": "v6-overlay", "netAttachDefName": "my-vm-namespace/v6-overlay",
+        "subnets": "fd00:300::/64"}),
+    );
+    let (a, b) = (Vm::new("v6a"), Vm::new("v6b"));
+    let ra = step(&plugins, &lab.nodes[0], "ADD", &a, "", &c);
+    let rb = step(&plugins, &lab.nodes[1], "ADD", &b, "", &c);
+    for r in [&ra, &rb] {
+        let ips = r["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 1, "{r}");
+        let addr = ips[0]["address"].as_str().unwrap();
+        assert!(
+            addr.starts_with("fd00:300::") && addr.ends_with("/64"),
+            "{addr}"
+        );
+    }
+    let (ip_a, ip_b) = (addr_of(&ra), addr_of(&rb));
+    assert!(a.reaches(&ip_b), "{}", lab.diagnose());
+    assert!(b.pings(&ip_a));
+    a.ns.run_ok(&[
+        "ip",
+        "addr",
+        "add",
+        "fd00:300::99/64",
+        "dev",
+        "net1",
+        "nodad",
+    ]);
+    let forged = a.ns.run(&[
+        "ping",
+        "-c2",
+        "-i0.2",
+        "-W1",
+        "-q",
+        "-I",
+        "fd00:300::99",
+        &ip_b,
+    ]);
+    assert!(
+        !forged.status.success(),
+        "a forged source address got through"
+    );
+    let own =
+        a.ns.run(&["ping", "-c2", "-i0.2", "-W1", "-q", "-I", &ip_a, &ip_b]);
+    assert!(own.status.success(), "the VM's own address stopped working");
+    step(&plugins, &lab.nodes[0], "DEL", &a, "", &c);
+    step(&plugins, &lab.nodes[1], "DEL", &b, "", &c);
+}
