@@ -1003,6 +1003,29 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// [`Vm::pings`] with `source` as the source address (`ping -I`): for port security.
+    pub fn pings_from(&self, source: &str, to: &str) -> bool {
+        self.ns
+            .run(&["ping", "-c2", "-i0.2", "-W1", "-q", "-I", source, to])
+            .status
+            .success()
+    }
+}
+
+/// The one address of a result, which must lie in `prefix` (an address prefix as text, like
+/// `fd00:100::`) with the prefix length `len`; returned with its length.
+pub fn only_address(result: &Value, prefix: &str, len: &str) -> String {
+    let ips = result["ips"].as_array().expect("ips");
+    assert_eq!(ips.len(), 1, "{result}");
+    let addr = ips[0]["address"].as_str().expect("an address").to_string();
+    assert!(
+        addr.starts_with(prefix) && addr.ends_with(&format!("/{len}")),
+        "{addr} is not in {prefix}/{len}"
+    );
+    addr
+}
+
 /// CNI_ARGS of a Kubernetes pod, as Multus passes them.
 pub fn pod_args(ns: &str, name: &str) -> String {
     format!("IgnoreUnknown=true;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name};K8S_POD_UID=uid-{name}")
