@@ -60,7 +60,6 @@ fn private_mounts(cgroups: &str) -> String {
 
 /// podman 4.3, its CNI backend, its own storage and configuration in a scratch directory.
 pub struct Podman {
-    _serial: MutexGuard<'static, ()>,
     /// The node namespace podman (and so the plugins) run in.
     pub node: Node,
     dir: TempDir,
@@ -68,6 +67,8 @@ pub struct Podman {
     /// containers' network namespaces under /run/netns there, and a later call (stop, exec, rm)
     /// must see them.
     holder: Holder,
+    /// Released last (fields drop in order), once the holder and the node are gone.
+    _serial: MutexGuard<'static, ()>,
 }
 
 /// A process that keeps a private mount namespace (set up by `script`) inside a node.
@@ -254,13 +255,14 @@ impl Drop for Podman {
 
 /// containerd 1.6 (runc) in the node, with its own root, state and socket; `ctr` against it.
 pub struct Containerd {
-    _serial: MutexGuard<'static, ()>,
     /// The node namespace containerd (and so the plugins) run in.
     pub node: Node,
     dir: TempDir,
     daemon: Holder,
     /// The containerd namespace of the test's containers (also their cgroups' parent).
     pub namespace: String,
+    /// Released last (fields drop in order), once the daemon and the node are gone.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl std::fmt::Debug for Containerd {
