@@ -24,6 +24,7 @@ pub mod libcni;
 pub mod migration;
 pub mod netns;
 pub mod ovn;
+pub mod ovn_migration;
 pub mod plugin;
 pub mod process;
 pub mod runtime;

@@ -8,12 +8,13 @@
 //! target VM runs and announces itself with QEMU's RARP). The tests check what each step leaves
 //! on the wire; `make bench` measures the outage under a 10 ms ping.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::process::Streaming;
 use crate::{ours, CniVars, EtcdCluster, Invocation, Netns, Node, Outcome};
 
 /// The VM's MAC, KubeMacPool's for its whole life: both launcher pods ask for it.
@@ -194,25 +195,7 @@ impl BridgeWire {
 
     /// Starts `count` pings of `ip` from the host, one every 10 ms.
     pub fn ping(&self, ip: &str, count: u64) -> Pinger {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                self.host.name(),
-                "ping",
-                "-n",
-                "-D",
-                "-i",
-                "0.01",
-                "-W",
-                "1",
-            ])
-            .args(["-c", &count.to_string(), ip])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ping (make deps installs iputils-ping)");
-        Pinger { child, count }
+        Pinger::start(&self.host, ip, count)
     }
 }
 
@@ -284,10 +267,10 @@ impl Launcher {
     }
 }
 
-/// A running `ping` of the host.
+/// A running `ping`, one request every 10 ms, its answers stamped (`ping -D`).
 #[derive(Debug)]
 pub struct Pinger {
-    child: Child,
+    child: Streaming,
     count: u64,
 }
 
@@ -301,12 +284,27 @@ pub struct Pings {
 }
 
 impl Pinger {
+    /// Starts `count` pings of `ip` (IPv4 or IPv6) from `from`, one every 10 ms.
+    pub fn start(from: &Netns, ip: &str, count: u64) -> Pinger {
+        let child = Streaming::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", from.name(), "ping", "-n", "-D"])
+                .args(["-i", "0.01", "-W", "1", "-c", &count.to_string(), ip]),
+        )
+        .expect("ping (make deps installs iputils-ping)");
+        Pinger { child, count }
+    }
+
+    /// How many requests were answered so far.
+    pub fn answered(&self) -> usize {
+        self.child.count(|l| l.contains("bytes from"))
+    }
+
     /// Waits for the pings to end.
     pub fn finish(self) -> Pings {
-        let out = self.child.wait_with_output().expect("ping output");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut answered: Vec<(u64, f64)> = text
-            .lines()
+        let lines = self.child.wait();
+        let mut answered: Vec<(u64, f64)> = lines
+            .iter()
             .filter(|l| l.contains("bytes from"))
             .filter_map(|l| {
                 let t = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;

@@ -1156,16 +1156,50 @@ pub fn invocation(
 /// (ethertype 0x8035, "reverse request"), five rounds 50, 150, ..., 450 ms apart (QEMU's
 /// announce-initial / announce-step defaults). OVN's `activation-strategy=rarp` waits for one.
 pub fn send_rarp(ns: &Netns, ifname: &str, mac: &str) {
-    let script = format!(
-        "import socket, time\n\
-         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind(('{ifname}',0))\n\
-         m=bytes.fromhex('{}')\n\
-         arp=b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x03'+m+b'\\x00'*4+m+b'\\x00'*4\n\
-         for i in range(5):\n    s.send(b'\\xff'*6+m+b'\\x80\\x35'+arp+b'\\x00'*18)\n    time.sleep(0.05+0.1*i)\n",
-        mac.replace(':', "")
-    );
+    announce(ns, ifname, mac, &[]);
+}
+
+/// [`send_rarp`], and in each round what a virtio guest sends when QEMU asks it to announce
+/// itself (`VIRTIO_NET_F_GUEST_ANNOUNCE`; Linux's `netdev_notify_peers`): a gratuitous ARP
+/// request for each IPv4 address in `addrs`, and an unsolicited neighbour advertisement (to
+/// ff02::1, Override set, hop limit 255, from the address itself, target link-layer address
+/// `mac`) for each IPv6 one. RARP carries no IPv6: only the advertisement tells IPv6 peers.
+pub fn announce(ns: &Netns, ifname: &str, mac: &str, addrs: &[&str]) {
+    let script = ANNOUNCE
+        .replace("IFNAME", ifname)
+        .replace("MAC", &mac.replace(':', ""))
+        .replace("ADDRS", &addrs.join(" "));
     ns.run_ok(&["/usr/bin/python3", "-c", &script]);
 }
+
+/// The frames of [`announce`], in Python (raw sockets; the kernel computes ICMPv6 checksums).
+const ANNOUNCE: &str = r#"
+import socket, struct, time
+ifname, m, addrs = 'IFNAME', bytes.fromhex('MAC'), 'ADDRS'.split()
+idx = socket.if_nametoindex(ifname)
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+p.bind((ifname, 0))
+hdr = b'\x00\x01\x08\x00\x06\x04'
+pad = b'\x00' * 18
+frames = [b'\xff' * 6 + m + b'\x80\x35' + hdr + b'\x00\x03' + m + b'\x00' * 4 + m + b'\x00' * 4 + pad]
+for a in [a for a in addrs if ':' not in a]:
+    spa = socket.inet_aton(a)
+    frames.append(b'\xff' * 6 + m + b'\x08\x06' + hdr + b'\x00\x01' + m + spa + b'\x00' * 6 + spa + pad)
+nas = []
+for a in [a for a in addrs if ':' in a]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+    s.bind((a, 0, 0, idx))
+    target = socket.inet_pton(socket.AF_INET6, a)
+    nas.append((s, struct.pack('!BBHI', 136, 0, 0, 0x20000000) + target + b'\x02\x01' + m))
+for i in range(5):
+    for f in frames:
+        p.send(f)
+    for s, na in nas:
+        s.sendto(na, ('ff02::1', 0, 0, idx))
+    time.sleep(0.05 + 0.1 * i)
+"#;
 
 /// Received ICMP sequence numbers of a `ping` transcript.
 pub fn received_seqs(out: &str) -> Vec<u64> {

@@ -207,3 +207,72 @@ fn exit_code(status: ExitStatus) -> i32 {
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
+
+/// A long-running child whose stdout lines are collected as they come (a reader thread), for a
+/// caller that waits for some of its output before it goes on: a `ping` through a migration, a
+/// packet capture. Killed when dropped.
+#[derive(Debug)]
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Streaming {
+    /// Spawns `cmd` with its stdout piped (stderr discarded).
+    pub fn spawn(cmd: &mut Command) -> io::Result<Streaming> {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("a piped stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = thread::spawn(move || {
+            for line in io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        Ok(Streaming {
+            child,
+            lines,
+            reader: Some(reader),
+        })
+    }
+
+    /// How many lines so far satisfy `pred`.
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().filter(|l| pred(l)).count()
+    }
+
+    /// Waits for the child to exit by itself; returns every line it wrote.
+    pub fn wait(mut self) -> Vec<String> {
+        let _ = self.child.wait();
+        self.collected()
+    }
+
+    /// Ends the child (SIGTERM) and returns every line it wrote.
+    pub fn stop(mut self) -> Vec<String> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let _ = kill(pid, Signal::SIGTERM);
+        let _ = self.child.wait();
+        self.collected()
+    }
+
+    fn collected(&mut self) -> Vec<String> {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -488,7 +488,7 @@ fn a_localnet_vm_gets_its_address_from_the_physical_networks_dhcp_server() {
 #[test]
 fn ipv6_only_localnet_vms_reach_ipv6_routers_and_each_other_and_port_security_holds() {
     let lab = OvnLab::start_with_tor("ln-v6", 2, documentation_bridge());
-    let _r100 = lab.add_host("ln6-r100", Some(100), "fd00:100::1/64");
+    let r100 = lab.add_host("ln6-r100", Some(100), "fd00:100::1/64");
     let _r0 = lab.add_host("ln6-r0", None, "fd00:200::1/64");
     let plugins = plugins();
     let tagged = localnet(
@@ -542,6 +542,57 @@ fn ipv6_only_localnet_vms_reach_ipv6_routers_and_each_other_and_port_security_ho
         "a source address that is not the VM's is dropped"
     );
     assert!(a.pings_from(&ip_a, &ip_b), "the VM's own address passes");
+    // And on the link: the link-local address derived from the VM's MAC passes, another one is
+    // dropped (OVN's port security allows the MAC's link-local address with the port's own).
+    let mac_a = ra["interfaces"][1]["mac"].as_str().unwrap();
+    let (own_ll, router_ll) = (
+        conformance_tests::ovn_migration::link_local(mac_a),
+        link_local_of(&r100, "eth0"),
+    );
+    let router_ll = format!("{router_ll}%net1");
+    assert!(
+        a.ns.run_ok(&["ip", "-6", "addr", "show", "dev", "net1", "scope", "link"])
+            .contains(&own_ll),
+        "the VM's link-local address is its MAC's"
+    );
+    let from = |source: &str| {
+        a.ns.run(&[
+            "ping",
+            "-c3",
+            "-i0.2",
+            "-W2",
+            "-q",
+            "-I",
+            &format!("{source}%net1"),
+            &router_ll,
+        ])
+        .status
+        .success()
+    };
+    conformance_tests::wait_until(
+        "the MAC's link-local address reaches the router's",
+        std::time::Duration::from_secs(20),
+        || from(&own_ll),
+    );
+    // The router resolves the VM's link-local address: the VM's neighbour advertisement for it
+    // passes port security (ovn-controller 23.03 drops it unless the address is listed there).
+    r100.run_ok(&["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+    let vm_ll = format!("{own_ll}%eth0");
+    conformance_tests::wait_until(
+        "the router reaches the VM's link-local address",
+        std::time::Duration::from_secs(20),
+        || {
+            r100.run(&["ping", "-c2", "-i0.2", "-W2", "-q", &vm_ll])
+                .status
+                .success()
+        },
+    );
+    a.ns.run_ok(&["ip", "addr", "add", "fe80::99/64", "dev", "net1", "nodad"]);
+    assert!(
+        !from("fe80::99"),
+        "a link-local address that is not the MAC's is dropped"
+    );
+    assert!(from(&own_ll), "the MAC's link-local address passes");
     let lsp = nb_rows(&lab, "Logical_Switch_Port")
         .into_iter()
         .find(|p| {
@@ -551,8 +602,138 @@ fn ipv6_only_localnet_vms_reach_ipv6_routers_and_each_other_and_port_security_ho
         })
         .expect("the VM's port");
     let security = ovsdb_strings(&lsp["port_security"]);
-    assert!(security.iter().any(|s| s.contains(&ip_a)), "{security:?}");
+    assert_eq!(
+        security,
+        [format!("{mac_a} {ip_a} {own_ll}")],
+        "the address and the MAC's link-local one"
+    );
     ok(&del(&plugins, &lab.nodes[0], &a, &tagged));
     ok(&del(&plugins, &lab.nodes[1], &b, &tagged));
     ok(&del(&plugins, &lab.nodes[0], &c, &untagged));
+}
+
+/// The link-local address of `ifname` in `ns`.
+fn link_local_of(ns: &Netns, ifname: &str) -> String {
+    let out = ns.run_ok(&[
+        "ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link",
+    ]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on {ifname}: {out}"))
+        .to_string()
+}
+
+/// IPv6 only (issue 20), persistent IPs and live migration, which OVN-Kubernetes leaves out for
+/// IPv6 (openshift/enhancements #1456): a VM with a claim on an IPv6-only localnet keeps its
+/// address and MAC when it restarts on another node (the parked port is nobody else's
+/// meanwhile), then migrates back while an IPv6-only router on the physical network pings it
+/// every 10 ms. RARP moves the ToR's FDB; the guest's unsolicited neighbour advertisements, for
+/// its address and its link-local one, reach the router after the cut-over, and the router's
+/// neighbour entry for the VM is its MAC.
+#[test]
+fn ipv6_only_a_persistent_localnet_vm_keeps_its_address_on_another_node_and_migrates_under_pings() {
+    use conformance_tests::ovn::{lsp, pod_args};
+    use conformance_tests::ovn_migration::{link_local, Network, Pod};
+    let lab = OvnLab::start_with_tor("ln6-mig", 2, documentation_bridge());
+    let router = lab.add_host("ln6m-r0", None, "fd00:210::1/64");
+    let plugins = plugins();
+    let subnets = json!({"subnets": "fd00:210::/64", "excludeSubnets": "fd00:210::/120"});
+    let plain = localnet("v6-vms", subnets.clone());
+    let mut persistent = plain.clone();
+    persistent["allowPersistentIPs"] = json!(true);
+    persistent["args"] = json!({"cni": {"ipam-claim-reference": "vm-a.net1"}});
+    let net = Network {
+        lab: &lab,
+        plugins: &plugins,
+        exe: "localnet",
+        conf: &persistent,
+    };
+    let pod = |node: usize, name: &str| Pod {
+        node,
+        vm: Vm::new(&format!("ln6m-{name}")),
+        args: pod_args("vms", &format!("virt-launcher-a-{name}")),
+    };
+    let reaches = |ip: &str| {
+        conformance_tests::wait_until(
+            &format!("the router reaches {ip}"),
+            std::time::Duration::from_secs(20),
+            || {
+                router
+                    .run(&["ping", "-c1", "-W1", "-q", ip])
+                    .status
+                    .success()
+            },
+        );
+    };
+    // The VM on node 0, then stopped: its port is parked, bound nowhere.
+    let first = pod(0, "1");
+    let r1 = net.call("ADD", &first);
+    let ip = conformance_tests::ovn::only_address(&r1, "fd00:210::", "64");
+    let ip = ip.split('/').next().unwrap().to_string();
+    let mac = r1["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    reaches(&ip);
+    net.call("DEL", &first);
+    let port = "vms.v6.vms_vms_vm-a.net1";
+    let parked = lsp(&lab, port).unwrap_or_else(|| panic!("{port} parked: {}", lab.diagnose()));
+    assert!(!ovsdb_map(&parked["options"]).contains_key("requested-chassis"));
+    // Another VM meanwhile gets another address.
+    let filler = Vm::new("ln6m-f");
+    let rf = ok(&add(&plugins, &lab.nodes[1], &filler, &plain));
+    assert_ne!(addr_of(&rf), ip);
+    // The VM restarts on node 1: the same address and MAC, and the router reaches it there.
+    let second = pod(1, "2");
+    let r2 = net.call("ADD", &second);
+    assert_eq!(r2["ips"], r1["ips"]);
+    assert_eq!(r2["interfaces"][1]["mac"], mac.as_str());
+    assert_eq!(
+        ovsdb_map(&lsp(&lab, port).unwrap()["options"])["requested-chassis"],
+        lab.nodes[1].chassis
+    );
+    reaches(&ip);
+    ok(&del(&plugins, &lab.nodes[1], &filler, &plain));
+    // It migrates back to node 0 under the router's pings.
+    let third = pod(0, "3");
+    let moved = net.migrate(&second, &r2, &third, (&router, "eth0"), true);
+    let gap = moved.pings.longest_gap();
+    eprintln!(
+        "IPv6 localnet migration: {} of {} lost, {gap} in a row, longest silence {:.0} ms",
+        moved.pings.lost(),
+        moved.pings.sent,
+        moved.pings.longest_silence_ms()
+    );
+    // The same bound as the IPv4 migration test (ovn_overlay.rs): at most 25 requests lost in a
+    // row, beside the other OVN tests on both cores; the answers go on to the end.
+    assert!(gap <= 25, "{gap} requests lost in a row: {moved:?}");
+    assert!(
+        moved.pings.answered.last().map(|a| a.0) >= Some(390),
+        "the answers stopped after the move: {moved:?}"
+    );
+    let nas = moved.heard_after_cut_over("na");
+    for target in [ip.as_str(), link_local(&mac).as_str()] {
+        assert!(
+            nas.iter()
+                .any(|h| h.target == target && h.to == "ff02::1" && h.flags & 0x20 != 0),
+            "the router heard no unsolicited NA for {target} after the cut-over: {:?}",
+            moved.heard
+        );
+    }
+    let neigh = router.run_ok(&["ip", "-6", "neigh", "show", &ip, "dev", "eth0"]);
+    assert!(
+        neigh.contains(&format!("lladdr {mac}")) && !neigh.contains("FAILED"),
+        "{neigh}"
+    );
+    let tor = lab.tor.as_ref().unwrap();
+    let learned = fdb(&lab);
+    assert!(
+        learned
+            .iter()
+            .any(|(p, _, m)| *m == mac && *p == tor.ofport("t0")),
+        "the ToR learned the VM on node 0's trunk: {learned:?}"
+    );
+    let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
+    assert_eq!(opts["requested-chassis"], lab.nodes[0].chassis);
+    assert!(!opts.contains_key("activation-strategy"), "{opts:?}");
+    net.call("DEL", &third);
 }

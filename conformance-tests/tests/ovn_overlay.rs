@@ -1125,3 +1125,78 @@ fn ipv6_only_layer2_vms_on_two_nodes_talk_and_port_security_holds() {
     step(&plugins, &lab.nodes[0], "DEL", &a, "", &c);
     step(&plugins, &lab.nodes[1], "DEL", &b, "", &c);
 }
+
+/// IPv6 only (issue 20): a VM with a persistent claim on an IPv6-only layer2 network migrates
+/// to another node while a VM on a third node pings it every 10 ms. The target gets the VM's
+/// address and MAC; the guest's unsolicited neighbour advertisements for its address and its
+/// link-local one reach the client through Geneve after the cut-over; the client's neighbour
+/// entry is the VM's MAC; the port ends bound to the target alone.
+#[test]
+fn ipv6_only_a_persistent_layer2_vm_migrates_to_another_node_under_a_clients_pings() {
+    use conformance_tests::ovn_migration::{link_local, Network, Pod};
+    let lab = OvnLab::start("ovl-v6mig", 3);
+    let plugins = plugins();
+    let v6 = json!({"name": "v6-overlay", "netAttachDefName": "my-vm-namespace/v6-overlay",
+        "subnets": "fd00:310::/64"});
+    let plain = conf(v6.clone());
+    let mut persistent = plain.clone();
+    persistent["allowPersistentIPs"] = json!(true);
+    persistent["args"] = json!({"cni": {"ipam-claim-reference": "vm-a.net1"}});
+    let net = Network {
+        lab: &lab,
+        plugins: &plugins,
+        exe: "ovn-k8s-cni-overlay",
+        conf: &persistent,
+    };
+    let (src, dst) = (
+        Pod {
+            node: 0,
+            vm: Vm::new("v6m-src"),
+            args: pod_args("my-vm-namespace", "virt-launcher-a-src"),
+        },
+        Pod {
+            node: 1,
+            vm: Vm::new("v6m-dst"),
+            args: pod_args("my-vm-namespace", "virt-launcher-a-dst"),
+        },
+    );
+    let client = Vm::new("v6m-cli");
+    step(&plugins, &lab.nodes[2], "ADD", &client, "", &plain);
+    let held = net.call("ADD", &src);
+    let ip = addr_of(&held);
+    assert!(ip.starts_with("fd00:310::"), "{held}");
+    let mac = held["interfaces"][1]["mac"].as_str().unwrap().to_string();
+    assert!(client.reaches(&ip), "{}", lab.diagnose());
+    let moved = net.migrate(&src, &held, &dst, (&client.ns, "net1"), true);
+    let gap = moved.pings.longest_gap();
+    eprintln!(
+        "IPv6 layer2 migration: {} of {} lost, {gap} in a row, longest silence {:.0} ms",
+        moved.pings.lost(),
+        moved.pings.sent,
+        moved.pings.longest_silence_ms()
+    );
+    assert!(gap <= 25, "{gap} requests lost in a row: {moved:?}");
+    assert!(
+        moved.pings.answered.last().map(|a| a.0) >= Some(390),
+        "the answers stopped after the move: {moved:?}"
+    );
+    let nas = moved.heard_after_cut_over("na");
+    for target in [ip.as_str(), link_local(&mac).as_str()] {
+        assert!(
+            nas.iter()
+                .any(|h| h.target == target && h.to == "ff02::1" && h.flags & 0x20 != 0),
+            "the client heard no unsolicited NA for {target} after the cut-over: {:?}",
+            moved.heard
+        );
+    }
+    let neigh = client
+        .ns
+        .run_ok(&["ip", "-6", "neigh", "show", &ip, "dev", "net1"]);
+    assert!(neigh.contains(&format!("lladdr {mac}")), "{neigh}");
+    let port = "my.vm.namespace.v6.overlay_my-vm-namespace_vm-a.net1";
+    let opts = ovsdb_map(&lsp(&lab, port).expect("the claim's port")["options"]);
+    assert_eq!(opts["requested-chassis"], lab.nodes[1].chassis);
+    assert!(!opts.contains_key("activation-strategy"), "{opts:?}");
+    net.call("DEL", &dst);
+    step(&plugins, &lab.nodes[2], "DEL", &client, "", &plain);
+}

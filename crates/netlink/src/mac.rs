@@ -22,6 +22,17 @@ impl Mac {
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
+
+    /// The IPv6 link-local address the kernel derives from this MAC (modified EUI-64, RFC 4291
+    /// appendix A: the U/L bit flipped, `ff:fe` in the middle).
+    pub fn link_local(&self) -> std::net::Ipv6Addr {
+        let b = self.0;
+        let mut o = [0u8; 16];
+        o[0] = 0xfe;
+        o[1] = 0x80;
+        o[8..].copy_from_slice(&[b[0] ^ 2, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]]);
+        std::net::Ipv6Addr::from(o)
+    }
 }
 
 impl FromStr for Mac {
@@ -58,6 +69,15 @@ impl fmt::Display for Mac {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_link_local_address_is_the_kernels_eui_64() {
+        // As `ip -6 addr` shows it for an interface with this MAC.
+        let mac: super::Mac = "0a:58:1a:b5:a0:87".parse().unwrap();
+        assert_eq!(mac.link_local().to_string(), "fe80::858:1aff:feb5:a087");
+        let mac: super::Mac = "22:1a:3c:7b:c1:8b".parse().unwrap();
+        assert_eq!(mac.link_local().to_string(), "fe80::201a:3cff:fe7b:c18b");
+    }
+
     use super::*;
 
     #[test]

@@ -320,11 +320,7 @@ impl Add<'_> {
                 .conf
                 .mac
                 .unwrap_or_else(|| names::derived_mac(&ips, &name));
-            let mut addr = mac.to_string();
-            for ip in &ips {
-                addr.push(' ');
-                addr.push_str(&ip.to_string());
-            }
+            let (addr, security) = names::port_entries(mac, &ips);
             let mut options = BTreeMap::new();
             options.insert("requested-chassis".to_string(), chassis.clone());
             if let Some(uid) = &self.who.pod_uid {
@@ -338,7 +334,7 @@ impl Add<'_> {
             let row = json!({
                 "name": name,
                 "addresses": ovsdb::value::set(vec![json!(addr)]),
-                "port_security": ovsdb::value::set(vec![json!(addr)]),
+                "port_security": ovsdb::value::set(vec![json!(security)]),
                 "options": port::map_value(&options),
                 "external_ids": port::map_value(&ext),
             });

@@ -64,6 +64,28 @@ pub fn derived_mac(ips: &[IpAddr], port: &str) -> Mac {
     Mac([0x0a, 0x58, h[0], h[1], h[2], h[3]])
 }
 
+/// A new port's `addresses` and `port_security` entries. Both are "MAC IP..." as OVN-Kubernetes
+/// writes them, but port security also lists the MAC's IPv6 link-local address when the port has
+/// IPv6. ovn-controller 23.03 (Debian 12's) builds the flow that lets a port's neighbour
+/// advertisements for its link-local address pass with `nw_ttl=225` and no `dl_src` match (a
+/// typo for 255), so every such advertisement falls to the drop below it: nobody can resolve the
+/// VM's link-local address, and a migrated VM's announcement of it is lost (issue 20). Listed
+/// explicitly, the address gets the flow of the port's other addresses (`dl_src`, `nd_target`,
+/// any hop limit), and OVN allowed it as a source anyway, so nothing else is let through.
+pub fn port_entries(mac: Mac, ips: &[IpAddr]) -> (String, String) {
+    let mut addresses = mac.to_string();
+    for ip in ips {
+        addresses.push(' ');
+        addresses.push_str(&ip.to_string());
+    }
+    let mut security = addresses.clone();
+    if ips.iter().any(IpAddr::is_ipv6) {
+        security.push(' ');
+        security.push_str(&mac.link_local().to_string());
+    }
+    (addresses, security)
+}
+
 /// Host end of the veth: `ovn` + 12 hex digits of a hash of the port and container, stable so
 /// that a retried ADD finds its own leftovers.
 pub fn host_ifname(port: &str, who: &Who) -> String {
@@ -99,6 +121,36 @@ mod tests {
         let m = derived_mac(&["fd00::5".parse().unwrap()], "p");
         assert_eq!(&m.0[..2], &[0x0a, 0x58]);
         assert_eq!(m, derived_mac(&[], "p"));
+    }
+
+    #[test]
+    fn port_security_lists_the_link_local_address_with_ipv6_only() {
+        let mac: Mac = "0a:58:1a:b5:a0:87".parse().unwrap();
+        let v6: IpAddr = "fd00:210::100".parse().unwrap();
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            port_entries(mac, &[v6]),
+            (
+                "0a:58:1a:b5:a0:87 fd00:210::100".to_string(),
+                "0a:58:1a:b5:a0:87 fd00:210::100 fe80::858:1aff:feb5:a087".to_string()
+            )
+        );
+        let (a, s) = port_entries(mac, &[v4, v6]);
+        assert_eq!(a, "0a:58:1a:b5:a0:87 10.1.2.3 fd00:210::100");
+        assert!(
+            s.ends_with(" fd00:210::100 fe80::858:1aff:feb5:a087"),
+            "{s}"
+        );
+        let (a, s) = port_entries(mac, &[v4]);
+        assert_eq!(
+            (a.as_str(), s.as_str()),
+            ("0a:58:1a:b5:a0:87 10.1.2.3", "0a:58:1a:b5:a0:87 10.1.2.3")
+        );
+        let (a, s) = port_entries(mac, &[]);
+        assert_eq!(
+            (a.as_str(), s.as_str()),
+            ("0a:58:1a:b5:a0:87", "0a:58:1a:b5:a0:87")
+        );
     }
 
     #[test]
