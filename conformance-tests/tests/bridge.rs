@@ -1610,3 +1610,70 @@ fn ipv6_only_router_advertisements_are_ignored_under_ipam_and_followed_in_l2_mod
     assert!(lab.del("l2", &l2, &conf("br6r", json!({}))).ok());
     assert!(lab.del("l3", &l3, &with_ipam).ok());
 }
+
+/// IPv6 only, a router on the simulated datacenter wire beyond the node (issue 20): the node's
+/// `br1` holds its NIC `ens4` (the NMState step) and has no address; the wire's router
+/// (fd00:8::1) routes to a far network. A container with whereabouts on fd00:8::/64 and a default
+/// route via the router reaches the router and a far host through the bridge, and the far host
+/// reaches the container; after DEL it no longer does.
+#[test]
+fn ipv6_only_a_router_on_the_datacenter_wire_is_reached_through_the_bridge() {
+    let lab = Lab::new();
+    let (router, far) = (Netns::new("v6-rtr"), Netns::new("v6-farh"));
+    lab.node.run_ok(&[
+        "ip",
+        "link",
+        "add",
+        "name",
+        "ens4",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        router.name(),
+    ]);
+    lab.node.sh_ok(
+        "ip link add br1 type bridge && ip link set ens4 master br1 && ip link set ens4 up && ip link set br1 up",
+    );
+    router.sh_ok(&format!(
+        "sysctl -qw net.ipv6.conf.all.forwarding=1 && ip addr add fd00:8::1/64 dev eth0 nodad && ip link set eth0 up \
+         && ip link add eth1 type veth peer name eth0 netns {} && ip addr add fd00:98::1/64 dev eth1 nodad && ip link set eth1 up",
+        far.name()
+    ));
+    far.sh_ok("ip addr add fd00:98::2/64 dev eth0 nodad && ip link set eth0 up && ip -6 route add default via fd00:98::1");
+    let c = conf(
+        "br1",
+        json!({"ipam": {"type": "whereabouts", "range": "fd00:8::/64", "range_start": "fd00:8::10",
+            "gateway": "fd00:8::1", "routes": [{"dst": "::/0"}], "store_dir": lab.store()}}),
+    );
+    let ctr = Netns::new("v6-wire");
+    let out = lab.add("w", &ctr, &c);
+    assert_eq!(address_of(&out), "fd00:8::10/64");
+    let routes = ctr.run_ok(&["ip", "-6", "route", "show", "default"]);
+    assert!(
+        routes.contains("default via fd00:8::1 dev net1"),
+        "{routes}"
+    );
+    assert!(
+        lab.node
+            .addresses("br1")
+            .iter()
+            .all(|a| a.starts_with("fe80:")),
+        "the bridge has no address of the network: {:?}",
+        lab.node.addresses("br1")
+    );
+    assert!(pings6(&ctr, "fd00:8::1"), "the router on the wire");
+    assert!(pings6(&ctr, "fd00:98::2"), "a far host through the router");
+    assert!(pings6(&far, "fd00:8::10"), "and back to the container");
+    for ns in [&*lab.node, &ctr, &router, &far] {
+        assert!(!has_ipv4(ns), "{} has IPv4", ns.name());
+    }
+    assert!(lab.del("w", &ctr, &c).ok());
+    assert!(
+        !pings6(&far, "fd00:8::10"),
+        "the far host still reaches the address after DEL"
+    );
+    assert!(lab.reservations().is_empty());
+}

@@ -1356,6 +1356,117 @@ fn bridge_migration(_iterations: usize) -> String {
     )
 }
 
+/// A VM's live migration on a localnet network, IPv4 against IPv6 (issue 20), in one lab: the
+/// outage under a 10 ms ping from a router on the physical network, with and without the
+/// guest's own announcements, a few runs each.
+fn localnet_migration(_iterations: usize) -> String {
+    use conformance_tests::ovn::{pod_args, NodeBridge, Vm};
+    use conformance_tests::ovn_migration::{Network, Pod};
+    let lab = OvnLab::start_with_tor(
+        "bench-lnm",
+        2,
+        NodeBridge {
+            bridge: "br0-ovs".into(),
+            port: "ens4".into(),
+            localnet: "br0-network".into(),
+        },
+    );
+    let r4 = lab.add_host("bench-lnm-r4", None, "192.168.250.1/24");
+    let r6 = lab.add_host("bench-lnm-r6", None, "fd00:250::1/64");
+    let plugins = conformance_tests::PluginDir::empty().with_link("localnet", &ours("ovn-overlay"));
+    let conf = |name: &str, subnets: &str, exclude: &str| {
+        json!({"cniVersion": "1.1.0", "name": name, "type": "localnet",
+            "netAttachDefName": format!("bench/{name}"), "physicalNetworkName": "br0-network",
+            "subnets": subnets, "excludeSubnets": exclude, "allowPersistentIPs": true,
+            "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}}})
+    };
+    let (v4, v6) = (
+        conf("bench-lnm4", "192.168.250.0/24", "192.168.250.0/28"),
+        conf("bench-lnm6", "fd00:250::/64", "fd00:250::/120"),
+    );
+    let variants: [(&str, &Value, &Netns, bool); 3] = [
+        ("IPv4: RARP, and the guest's gratuitous ARP", &v4, &r4, true),
+        (
+            "IPv6: RARP, and the guest's unsolicited NAs (address and link-local)",
+            &v6,
+            &r6,
+            true,
+        ),
+        (
+            "IPv6: RARP alone (a guest that does not announce itself)",
+            &v6,
+            &r6,
+            false,
+        ),
+    ];
+    let runs = 3;
+    let mut results: Vec<Vec<conformance_tests::migration::Pings>> = vec![Vec::new(); 3];
+    for run in 0..runs {
+        for (v, (_, conf, router, guest)) in variants.iter().enumerate() {
+            let net = Network {
+                lab: &lab,
+                plugins: &plugins,
+                exe: "localnet",
+                conf,
+            };
+            let pod = |node: usize, role: &str| Pod {
+                node,
+                vm: Vm::new(&format!("lnm{v}{role}")),
+                args: pod_args("bench", &format!("virt-launcher-{run}-{v}-{role}")),
+            };
+            let (src, dst) = (pod(run % 2, "s"), pod((run + 1) % 2, "d"));
+            let held = net.call("ADD", &src);
+            let ip = conformance_tests::ovn::addr_of(&held);
+            conformance_tests::wait_until(
+                "the router reaches the VM",
+                std::time::Duration::from_secs(20),
+                || {
+                    router
+                        .run(&["ping", "-c1", "-W1", "-q", &ip])
+                        .status
+                        .success()
+                },
+            );
+            let moved = net.migrate(&src, &held, &dst, (router, "eth0"), *guest);
+            net.call("DEL", &dst);
+            results[v].push(moved.pings);
+        }
+    }
+    let mut rows = String::new();
+    let mut sent = 0;
+    for ((label, ..), pings) in variants.iter().zip(&results) {
+        sent = pings[0].sent;
+        let mut gaps: Vec<f64> = pings.iter().map(|p| p.longest_silence_ms()).collect();
+        gaps.sort_by(f64::total_cmp);
+        let lost: Vec<String> = pings
+            .iter()
+            .map(|p| format!("{} ({} in a row)", p.lost(), p.longest_gap()))
+            .collect();
+        eprintln!("localnet migration, {label}: longest gaps {gaps:?} ms");
+        rows.push_str(&format!(
+            "| {label} | {:.0} | {:.0} | {:.0} | {} |\n",
+            gaps[gaps.len() / 2],
+            gaps[0],
+            gaps[gaps.len() - 1],
+            lost.join(", ")
+        ));
+    }
+    format!(
+        "## localnet: a VM's live migration, IPv4 against IPv6, outage under a 10 ms ping\n\n\
+         One localnet lab (OVN, two nodes, a top-of-rack switch); a router on the physical network\n\
+         pings the VM every 10 ms: an IPv4-only network and an IPv6-only one, single-stack routers.\n\
+         The migration of conformance-tests/src/ovn_migration.rs: the VM's port held by a claim,\n\
+         the target pod's ADD (the port bound to both nodes, activated by RARP); after 100 answers\n\
+         through the source, the cut-over (the source's NIC down; the target sends QEMU's five\n\
+         rounds of RARP, with, for a guest that announces itself, a gratuitous ARP or an\n\
+         unsolicited NA per address in each); the source's DEL. The guest's neighbour cache moves\n\
+         with it. Outage: the longest time between two answers (`ping -D`; 10 ms asked, so 10 ms is\n\
+         no outage); {runs} runs each, alternating directions; pings lost of {sent} sent.\n\n\
+         | network, announcements | outage ms (median) | min ms | max ms | pings lost, per run |\n\
+         |---|---:|---:|---:|---|\n{rows}"
+    )
+}
+
 /// ovn-overlay ADD from three nodes at once (8 VMs each), timed per ADD until ovn-installed:
 /// against a standalone NB and SB, then against three-member raft clusters, in the same run.
 fn ovn_cluster(_iterations: usize) -> String {
@@ -1599,7 +1710,7 @@ type Section = (&'static str, fn(usize) -> String);
 fn main() {
     require_root();
     let opts = options();
-    let all: [Section; 11] = [
+    let all: [Section; 12] = [
         ("static", static_add),
         ("bridge", bridge_add_del),
         ("whereabouts", whereabouts_vs_host_local),
@@ -1609,6 +1720,7 @@ fn main() {
         ("node-scale", node_scale),
         ("bridge-migration", bridge_migration),
         ("ovn", ovn_overlay),
+        ("localnet-migration", localnet_migration),
         ("ovn-cluster", ovn_cluster),
         ("dhcp", dhcp_add),
     ];
