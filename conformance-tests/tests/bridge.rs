@@ -1677,3 +1677,52 @@ fn ipv6_only_a_router_on_the_datacenter_wire_is_reached_through_the_bridge() {
     );
     assert!(lab.reservations().is_empty());
 }
+
+/// IPv6 only: the gateway's optimistic DAD still detects a duplicate (issue 20). With a host on
+/// the bridge that already owns the gateway address, the bridge's copy ends `dadfailed`; without
+/// one, DAD completes and the address is plain (neither optimistic nor tentative).
+#[test]
+fn ipv6_only_a_duplicate_of_the_gateway_on_the_wire_still_fails_dad() {
+    let lab = Lab::new();
+    let owner = Netns::new("v6-dup");
+    lab.node.sh_ok(&format!(
+        "ip link add br6d type bridge && ip link set br6d up \
+         && ip link add dup0 type veth peer name eth0 netns {} && ip link set dup0 master br6d && ip link set dup0 up",
+        owner.name()
+    ));
+    owner.sh_ok("ip addr add fd00:5::1/64 dev eth0 nodad && ip link set eth0 up");
+    let gw = |bridge: &str, addr: &str| {
+        conf(
+            bridge,
+            json!({"isGateway": true, "ipam": {"type": "static",
+                "addresses": [{"address": addr, "gateway": "fd00:5::1"}]}}),
+        )
+    };
+    let (a, b) = (Netns::new("v6-da"), Netns::new("v6-db"));
+    assert!(lab.add("da", &a, &gw("br6d", "fd00:5::2/64")).ok());
+    let state = |bridge: &str| {
+        lab.node
+            .run_ok(&["ip", "-6", "addr", "show", "dev", bridge])
+            .lines()
+            .find(|l| l.contains("fd00:5::1/64"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    conformance_tests::wait_until(
+        "the duplicate gateway address is marked dadfailed",
+        std::time::Duration::from_secs(10),
+        || state("br6d").contains("dadfailed"),
+    );
+    // The same ADD on a bridge where nobody else has the address: DAD passes.
+    assert!(lab.add("db", &b, &gw("br6e", "fd00:5::3/64")).ok());
+    conformance_tests::wait_until(
+        "DAD of the gateway address completes",
+        std::time::Duration::from_secs(10),
+        || {
+            let s = state("br6e");
+            s.contains("scope global") && !s.contains("optimistic") && !s.contains("tentative")
+        },
+    );
+    assert!(!state("br6e").contains("dadfailed"), "{}", state("br6e"));
+    assert!(pings6(&b, "fd00:5::1"), "the gateway after DAD");
+}
