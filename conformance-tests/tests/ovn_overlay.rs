@@ -1200,3 +1200,81 @@ fn ipv6_only_a_persistent_layer2_vm_migrates_to_another_node_under_a_clients_pin
     net.call("DEL", &dst);
     step(&plugins, &lab.nodes[2], "DEL", &client, "", &plain);
 }
+
+/// A persistent IPv6 port parked by an older version (port security exactly its addresses,
+/// without the MAC's link-local address, whose neighbour advertisements ovn-controller 23.03
+/// then drops) is mended when its VM comes back: the rebind adds the entry, and a VM on the
+/// other node resolves and pings the VM's link-local address.
+#[test]
+fn an_older_parked_ipv6_port_gets_the_link_local_port_security_when_its_vm_returns() {
+    let lab = OvnLab::start("ovl-v6old", 2);
+    let plugins = plugins();
+    let plain = conf(
+        json!({"name": "v6-old", "netAttachDefName": "my-vm-namespace/v6-old", "subnets": "fd00:320::/64"}),
+    );
+    let mut persistent = plain.clone();
+    persistent["allowPersistentIPs"] = json!(true);
+    persistent["args"] = json!({"cni": {"ipam-claim-reference": "vm-a.net1"}});
+    let (first, again, client) = (Vm::new("v6o-1"), Vm::new("v6o-2"), Vm::new("v6o-c"));
+    let args = |n: &str| pod_args("my-vm-namespace", &format!("virt-launcher-a-{n}"));
+    let r = step(
+        &plugins,
+        &lab.nodes[0],
+        "ADD",
+        &first,
+        &args("1"),
+        &persistent,
+    );
+    step(
+        &plugins,
+        &lab.nodes[0],
+        "DEL",
+        &first,
+        &args("1"),
+        &persistent,
+    );
+    let port = "my.vm.namespace.v6.old_my-vm-namespace_vm-a.net1";
+    let addresses = ovsdb_strings(&lsp(&lab, port).expect("parked")["addresses"]);
+    lab.nbctl(&["lsp-set-port-security", port, &addresses[0]]);
+    assert_eq!(
+        ovsdb_strings(&lsp(&lab, port).unwrap()["port_security"]),
+        addresses
+    );
+    let back = step(
+        &plugins,
+        &lab.nodes[1],
+        "ADD",
+        &again,
+        &args("2"),
+        &persistent,
+    );
+    assert_eq!(back["ips"], r["ips"]);
+    let mac = r["interfaces"][1]["mac"].as_str().unwrap();
+    let ll = conformance_tests::ovn_migration::link_local(mac);
+    assert_eq!(
+        ovsdb_strings(&lsp(&lab, port).unwrap()["port_security"]),
+        [format!("{} {ll}", addresses[0])]
+    );
+    step(&plugins, &lab.nodes[0], "ADD", &client, "", &plain);
+    let target = format!("{ll}%net1");
+    conformance_tests::wait_until(
+        "the client resolves and pings the VM's link-local address",
+        Duration::from_secs(20),
+        || {
+            client
+                .ns
+                .run(&["ping", "-c2", "-i0.2", "-W2", "-q", &target])
+                .status
+                .success()
+        },
+    );
+    step(
+        &plugins,
+        &lab.nodes[1],
+        "DEL",
+        &again,
+        &args("2"),
+        &persistent,
+    );
+    step(&plugins, &lab.nodes[0], "DEL", &client, "", &plain);
+}

@@ -298,10 +298,16 @@ impl Add<'_> {
                     return Ok(Claimed::Same(existing));
                 }
                 let (options, ext) = self.rebind(&existing, persistent.is_some());
-                if nb.update_port(&existing, &options, &ext)? {
+                // A port parked by an older version gets the link-local entry now.
+                let mended =
+                    names::mended_port_security(&existing.addresses, &existing.port_security);
+                if nb.update_port_and_security(&existing, &options, &ext, mended.as_deref())? {
                     let mut after = existing.clone();
                     after.options = options;
                     after.external_ids = ext;
+                    if let Some(m) = mended {
+                        after.port_security = vec![m];
+                    }
                     return Ok(Claimed::Updated {
                         before: existing,
                         after,

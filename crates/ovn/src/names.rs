@@ -86,6 +86,23 @@ pub fn port_entries(mac: Mac, ips: &[IpAddr]) -> (String, String) {
     (addresses, security)
 }
 
+/// The port security a port made before [`port_entries`] listed the link-local address should
+/// have now: `Some` when its port security is exactly its addresses (what this plugin and
+/// OVN-Kubernetes wrote) and [`port_entries`] would add to it; `None` for anything else, an
+/// operator's own entries included. A rebind applies it, so that a parked VM's port is mended
+/// when the VM comes back.
+pub fn mended_port_security(addresses: &[String], security: &[String]) -> Option<String> {
+    let [entry] = addresses else { return None };
+    if security != addresses {
+        return None;
+    }
+    let mut words = entry.split_whitespace();
+    let mac: Mac = words.next()?.parse().ok()?;
+    let ips: Vec<IpAddr> = words.map(str::parse).collect::<Result<_, _>>().ok()?;
+    let (_, mended) = port_entries(mac, &ips);
+    (mended != *entry).then_some(mended)
+}
+
 /// Host end of the veth: `ovn` + 12 hex digits of a hash of the port and container, stable so
 /// that a retried ADD finds its own leftovers.
 pub fn host_ifname(port: &str, who: &Who) -> String {
@@ -151,6 +168,26 @@ mod tests {
             (a.as_str(), s.as_str()),
             ("0a:58:1a:b5:a0:87", "0a:58:1a:b5:a0:87")
         );
+    }
+
+    #[test]
+    fn an_older_ports_security_is_mended_only_when_it_is_its_addresses() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let old = v(&["0a:58:1a:b5:a0:87 fd00:210::100"]);
+        assert_eq!(
+            mended_port_security(&old, &old).as_deref(),
+            Some("0a:58:1a:b5:a0:87 fd00:210::100 fe80::858:1aff:feb5:a087")
+        );
+        // Already mended, IPv4 only, no IPs, an operator's own, or unreadable: left alone.
+        let new = v(&["0a:58:1a:b5:a0:87 fd00:210::100 fe80::858:1aff:feb5:a087"]);
+        assert_eq!(mended_port_security(&old, &new), None);
+        let v4 = v(&["0a:58:0a:01:02:03 10.1.2.3"]);
+        assert_eq!(mended_port_security(&v4, &v4), None);
+        let mac_only = v(&["0a:58:0a:01:02:03"]);
+        assert_eq!(mended_port_security(&mac_only, &mac_only), None);
+        assert_eq!(mended_port_security(&old, &v(&["0a:58:1a:b5:a0:87"])), None);
+        let odd = v(&["dynamic"]);
+        assert_eq!(mended_port_security(&odd, &odd), None);
     }
 
     #[test]

@@ -383,14 +383,25 @@ impl Nb {
         options: &BTreeMap<String, String>,
         external_ids: &BTreeMap<String, String>,
     ) -> Result<bool, Error> {
+        self.update_port_and_security(expect, options, external_ids, None)
+    }
+
+    /// [`Nb::update_port`], and `port_security` too when `security` is given.
+    pub fn update_port_and_security(
+        &mut self,
+        expect: &Port,
+        options: &BTreeMap<String, String>,
+        external_ids: &BTreeMap<String, String>,
+        security: Option<&str>,
+    ) -> Result<bool, Error> {
         let pairs = str_pairs;
+        let mut row = json!({ "options": pairs(options), "external_ids": pairs(external_ids) });
+        if let Some(s) = security {
+            row["port_security"] = value::set(vec![json!(s)]);
+        }
         let txn = [
             port_unchanged(expect),
-            ops::update(
-                "Logical_Switch_Port",
-                by_uuid(&expect.uuid),
-                json!({ "options": pairs(options), "external_ids": pairs(external_ids) }),
-            ),
+            ops::update("Logical_Switch_Port", by_uuid(&expect.uuid), row),
         ];
         match self.transact(&txn) {
             Ok(_) => Ok(true),
