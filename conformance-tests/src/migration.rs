@@ -281,6 +281,8 @@ pub struct Pings {
     pub sent: u64,
     /// The sequence numbers answered (from 1) and when the answer came (`ping -D`, seconds).
     pub answered: Vec<(u64, f64)>,
+    /// Duplicate answers (`DUP!`): two hosts answered one request.
+    pub dups: u64,
 }
 
 impl Pinger {
@@ -295,17 +297,19 @@ impl Pinger {
         Pinger { child, count }
     }
 
-    /// How many requests were answered so far.
+    /// How many requests were answered so far (duplicate answers not counted).
     pub fn answered(&self) -> usize {
-        self.child.count(|l| l.contains("bytes from"))
+        self.child
+            .count(|l| l.contains("bytes from") && !l.contains("DUP!"))
     }
 
     /// Waits for the pings to end.
     pub fn finish(self) -> Pings {
         let lines = self.child.wait();
+        let dups = lines.iter().filter(|l| l.contains("DUP!")).count() as u64;
         let mut answered: Vec<(u64, f64)> = lines
             .iter()
-            .filter(|l| l.contains("bytes from"))
+            .filter(|l| l.contains("bytes from") && !l.contains("DUP!"))
             .filter_map(|l| {
                 let t = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
                 let seq = l.split("icmp_seq=").nth(1)?.split_whitespace().next()?;
@@ -317,6 +321,7 @@ impl Pinger {
         Pings {
             sent: self.count,
             answered,
+            dups,
         }
     }
 }

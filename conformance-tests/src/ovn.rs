@@ -1200,18 +1200,3 @@ for i in range(5):
         s.sendto(na, ('ff02::1', 0, 0, idx))
     time.sleep(0.05 + 0.1 * i)
 "#;
-
-/// Received ICMP sequence numbers of a `ping` transcript.
-pub fn received_seqs(out: &str) -> Vec<u64> {
-    out.lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            l.split("icmp_seq=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}

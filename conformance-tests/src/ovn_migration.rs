@@ -37,6 +37,8 @@ pub struct Network<'a> {
     pub exe: &'a str,
     /// The NAD, with `allowPersistentIPs` and the claim in `args.cni`.
     pub conf: &'a Value,
+    /// The claim's logical switch port.
+    pub port: &'a str,
 }
 
 /// Something from the VM's MAC that the peer's capture saw.
@@ -60,6 +62,8 @@ pub struct Heard {
 pub struct Moved {
     /// The peer's pings, one every 10 ms, from before the target's ADD to after the move.
     pub pings: Pings,
+    /// The port's `options` after the target's ADD, while both pods hold it.
+    pub while_both: std::collections::BTreeMap<String, String>,
     /// The capture on the peer, from before the cut-over to after the source's DEL.
     pub heard: Vec<Heard>,
     /// When the source VM stopped (the cut-over), on the same clock.
@@ -67,6 +71,42 @@ pub struct Moved {
 }
 
 impl Moved {
+    /// The pings went on through the move: at most `max_in_a_row` requests lost in a row, the
+    /// last ten answered, and never two answers to one request (the target, blocked until its
+    /// activation, never answered beside the source).
+    pub fn assert_recovered(&self, max_in_a_row: u64) {
+        let gap = self.pings.longest_gap();
+        eprintln!(
+            "migration: {} of {} lost, {gap} in a row, longest silence {:.0} ms",
+            self.pings.lost(),
+            self.pings.sent,
+            self.pings.longest_silence_ms()
+        );
+        assert!(
+            gap <= max_in_a_row,
+            "{gap} requests lost in a row: {self:?}"
+        );
+        assert!(
+            self.pings.answered.last().map(|a| a.0) > Some(self.pings.sent - 10),
+            "the answers stopped after the move: {self:?}"
+        );
+        assert_eq!(self.pings.dups, 0, "two hosts answered: {self:?}");
+    }
+
+    /// The peer heard the guest's unsolicited neighbour advertisement (Override set, to
+    /// ff02::1) after the cut-over for each of `targets`.
+    pub fn assert_advertised(&self, targets: &[&str]) {
+        let nas = self.heard_after_cut_over("na");
+        for target in targets {
+            assert!(
+                nas.iter()
+                    .any(|h| h.target == *target && h.to == "ff02::1" && h.flags & 0x20 != 0),
+                "the peer heard no unsolicited NA for {target} after the cut-over: {:?}",
+                self.heard
+            );
+        }
+    }
+
     /// The announcements heard after the cut-over.
     pub fn heard_after_cut_over(&self, kind: &str) -> Vec<&Heard> {
         self.heard
@@ -202,12 +242,13 @@ impl Network<'_> {
         ))
     }
 
-    /// Migrates the VM of `src` (its ADD returned `held`, and `peer` reaches it on `peer_if`)
-    /// to `dst` (not added yet): the target's ADD, which must return the source's addresses and
-    /// MAC; `peer` pings the VM's first address every 10 ms, and once 100 answers came back
-    /// through the source, the source VM's NIC goes down (the cut-over), the target announces
-    /// itself ([`announce`]: RARP, and with `guest_announces` each of the VM's addresses and its
-    /// link-local one) and the source pod's DEL follows. Returns when the 400 pings are done.
+    /// Migrates the VM of `src` (its ADD returned `held`, and `peer` reaches it on `peer.1`) to
+    /// `dst` (not added yet). `peer` pings the VM's first address every 10 ms throughout (500
+    /// requests). After 50 answers, the target's ADD, which must return the source's addresses
+    /// and MAC (the port's options are read then); after 50 more through the source, the
+    /// cut-over: the source VM's NIC goes down, the target announces itself ([`announce`]:
+    /// RARP, and with `guest_announces` each of the VM's addresses and its link-local one), and
+    /// the source pod's DEL follows. Returns when the pings are done.
     pub fn migrate(
         &self,
         src: &Pod,
@@ -216,16 +257,10 @@ impl Network<'_> {
         peer: (&Netns, &str),
         guest_announces: bool,
     ) -> Moved {
-        let target = self.call("ADD", dst);
-        assert_eq!(
-            target["ips"], held["ips"],
-            "the target gets the VM's addresses"
-        );
         let mac = held["interfaces"][1]["mac"]
             .as_str()
             .expect("a MAC")
             .to_string();
-        assert_eq!(target["interfaces"][1]["mac"], mac.as_str(), "and its MAC");
         let mut addrs: Vec<String> = held["ips"]
             .as_array()
             .into_iter()
@@ -236,11 +271,24 @@ impl Network<'_> {
             addrs.push(link_local(&mac));
         }
         let capture = Capture::start(peer.0, peer.1, &mac);
-        let pinger = Pinger::start(peer.0, &addr_of(held), 400);
-        crate::wait_until(
-            "100 answers through the source before the move",
-            Duration::from_secs(20),
-            || pinger.answered() >= 100,
+        let pinger = Pinger::start(peer.0, &addr_of(held), 500);
+        let answers = |n: usize, what: &str| {
+            crate::wait_until(what, Duration::from_secs(20), || pinger.answered() >= n);
+        };
+        answers(50, "50 answers through the source before the target's ADD");
+        let target = self.call("ADD", dst);
+        assert_eq!(
+            target["ips"], held["ips"],
+            "the target gets the VM's addresses"
+        );
+        assert_eq!(target["interfaces"][1]["mac"], mac.as_str(), "and its MAC");
+        let while_both = crate::ovn::lsp(self.lab, self.port)
+            .map(|p| crate::ovn::ovsdb_map(&p["options"]))
+            .unwrap_or_default();
+        let so_far = pinger.answered();
+        answers(
+            so_far + 50,
+            "50 answers through the source after the target's ADD",
         );
         // The guest's memory comes along, its neighbour cache with it: a fresh namespace would
         // have to resolve every peer again before it answers (a second, at the retransmit, when
@@ -258,6 +306,7 @@ impl Network<'_> {
         let pings = pinger.finish();
         Moved {
             pings,
+            while_both,
             heard: capture.finish(),
             cut_over,
         }

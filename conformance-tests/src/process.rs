@@ -219,13 +219,13 @@ pub struct Streaming {
 }
 
 impl Streaming {
-    /// Spawns `cmd` with its stdout piped (stderr discarded).
+    /// Spawns `cmd` with its stdout piped (stderr goes to the caller's, as a test's output).
     pub fn spawn(cmd: &mut Command) -> io::Result<Streaming> {
         use std::io::BufRead;
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()?;
         let stdout = child.stdout.take().expect("a piped stdout");
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

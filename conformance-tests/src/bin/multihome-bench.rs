@@ -1199,100 +1199,70 @@ fn ovn_overlay(iterations: usize) -> String {
     )
 }
 
-/// Runs the live-migration scenario of the tests once and describes the outage.
-fn migration_outage(lab: &OvnLab) -> String {
-    let plugin = ours("ovn-overlay");
-    let conf = |node: usize| {
-        json!({"cniVersion": "1.1.0", "name": "bench-mig", "type": "ovn-overlay",
-            "netAttachDefName": "bench/bench-mig", "subnets": "10.62.0.0/24", "allowPersistentIPs": true,
-            "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}},
-            "nodeConfig": lab.nodes[node].node_file()})
-    };
-    let plain = |node: usize| {
-        json!({"cniVersion": "1.1.0", "name": "bench-mig", "type": "ovn-overlay",
-            "netAttachDefName": "bench/bench-mig", "subnets": "10.62.0.0/24",
-            "nodeConfig": lab.nodes[node].node_file()})
-    };
-    let (src, dst, cli) = (
-        Netns::new("mig-src"),
-        Netns::new("mig-dst"),
-        Netns::new("mig-cli"),
-    );
-    let call = |node: usize, cmd: &str, ns: &Netns, conf: &Value| -> Value {
-        let vars = CniVars {
-            command: cmd.into(),
-            container_id: format!("c-{}", ns.name()),
-            netns: ns.path().display().to_string(),
-            ifname: "net1".into(),
-            // As Multus passes them, the pod's UID included (it becomes iface-id-ver).
-            args: format!(
-                "IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=p-{0};K8S_POD_UID=uid-{0}",
-                ns.name()
-            ),
-            path: "/usr/lib/cni".into(),
-        };
-        let (k, v) = lab.nodes[node].plugin_env();
-        let out = conformance_tests::Invocation::new(plugin.clone())
-            .in_node(&lab.nodes[node].ns)
-            .vars(&vars)
-            .env(&k, &v)
-            .stdin_json(conf)
-            .run();
-        assert!(out.ok(), "{cmd}: {}", out.stdout_text());
-        out.try_json().unwrap_or(Value::Null)
-    };
-    let s = call(0, "ADD", &src, &conf(0));
-    call(1, "ADD", &cli, &plain(1));
-    let ip = s["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let mac = s["interfaces"][1]["mac"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    for _ in 0..50 {
-        if cli.run(&["ping", "-c1", "-W1", &ip]).status.success() {
-            break;
-        }
+/// Pings lost in one migration run, for a table: how many, how many in a row, and what went
+/// wrong besides (no answers at the end, duplicate answers).
+fn lost_per_run(p: &conformance_tests::migration::Pings) -> String {
+    let mut out = format!("{} ({} in a row)", p.lost(), p.longest_gap());
+    if p.answered.last().map(|a| a.0) <= Some(p.sent - 10) {
+        out.push_str(", not recovered");
     }
-    call(1, "ADD", &dst, &conf(1));
-    let pinger = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            cli.name(),
-            "ping",
-            "-i",
-            "0.01",
-            "-W",
-            "1",
-            "-c",
-            "400",
-            &ip,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ping");
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    src.run_ok(&["ip", "link", "set", "net1", "down"]);
-    conformance_tests::ovn::send_rarp(&dst, "net1", &mac);
-    call(0, "DEL", &src, &conf(0));
-    let out = pinger.wait_with_output().expect("ping output");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let seqs = conformance_tests::ovn::received_seqs(&text);
-    let lost_in_a_row = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
-    let sent = 400u64;
-    let total_lost = sent - seqs.len() as u64;
-    call(1, "DEL", &dst, &conf(1));
-    call(1, "DEL", &cli, &plain(1));
+    if p.dups > 0 {
+        out.push_str(&format!(", {} duplicates", p.dups));
+    }
+    out
+}
+
+/// Runs the live-migration scenario of the tests once (conformance-tests/src/ovn_migration.rs)
+/// and describes the outage.
+fn migration_outage(lab: &OvnLab) -> String {
+    use conformance_tests::ovn::{addr_of, pod_args, Vm};
+    use conformance_tests::ovn_migration::{Network, Pod};
+    let plugins =
+        conformance_tests::PluginDir::empty().with_link("ovn-overlay", &ours("ovn-overlay"));
+    let conf = json!({"cniVersion": "1.1.0", "name": "bench-mig", "type": "ovn-overlay",
+        "netAttachDefName": "bench/bench-mig", "subnets": "10.62.0.0/24", "allowPersistentIPs": true,
+        "args": {"cni": {"ipam-claim-reference": "vm-a.net1"}}});
+    let mut plain = conf.clone();
+    if let Some(o) = plain.as_object_mut() {
+        o.remove("allowPersistentIPs");
+        o.remove("args");
+    }
+    let net = Network {
+        lab,
+        plugins: &plugins,
+        exe: "ovn-overlay",
+        conf: &conf,
+        port: "bench.bench.mig_bench_vm-a.net1",
+    };
+    let pod = |node: usize, name: &str| Pod {
+        node,
+        vm: Vm::new(&format!("mig-{name}")),
+        args: pod_args("bench", &format!("virt-launcher-a-{name}")),
+    };
+    let (src, dst, cli) = (pod(0, "src"), pod(1, "dst"), pod(1, "cli"));
+    let held = net.call("ADD", &src);
+    let client = Network {
+        conf: &plain,
+        ..net
+    };
+    client.call("ADD", &cli);
+    let ip = addr_of(&held);
+    conformance_tests::wait_until(
+        "the client reaches the VM",
+        std::time::Duration::from_secs(20),
+        || cli.vm.ns.run(&["ping", "-c1", "-W1", &ip]).status.success(),
+    );
+    let moved = net.migrate(&src, &held, &dst, (&cli.vm.ns, "net1"), false);
+    net.call("DEL", &dst);
+    client.call("DEL", &cli);
+    let p = &moved.pings;
     format!(
-        "{} of {sent} pings lost in all, at most {lost_in_a_row} in a row (about {} ms at 10 ms intervals)",
-        total_lost,
-        lost_in_a_row * 10
+        "{} of {} pings lost in all, at most {} in a row; the longest time between two answers {:.0} ms{}",
+        p.lost(),
+        p.sent,
+        p.longest_gap(),
+        p.longest_silence_ms(),
+        if lost_per_run(p).contains(", ") { format!(" ({})", lost_per_run(p)) } else { String::new() }
     )
 }
 
@@ -1400,14 +1370,20 @@ fn localnet_migration(_iterations: usize) -> String {
         ),
     ];
     let runs = 3;
-    let mut results: Vec<Vec<conformance_tests::migration::Pings>> = vec![Vec::new(); 3];
+    let mut results: Vec<Vec<conformance_tests::migration::Pings>> =
+        vec![Vec::new(); variants.len()];
     for run in 0..runs {
         for (v, (_, conf, router, guest)) in variants.iter().enumerate() {
+            let port = format!(
+                "bench.{}_bench_vm-a.net1",
+                conf["name"].as_str().unwrap_or_default().replace('-', ".")
+            );
             let net = Network {
                 lab: &lab,
                 plugins: &plugins,
                 exe: "localnet",
                 conf,
+                port: &port,
             };
             let pod = |node: usize, role: &str| Pod {
                 node,
@@ -1438,10 +1414,7 @@ fn localnet_migration(_iterations: usize) -> String {
         sent = pings[0].sent;
         let mut gaps: Vec<f64> = pings.iter().map(|p| p.longest_silence_ms()).collect();
         gaps.sort_by(f64::total_cmp);
-        let lost: Vec<String> = pings
-            .iter()
-            .map(|p| format!("{} ({} in a row)", p.lost(), p.longest_gap()))
-            .collect();
+        let lost: Vec<String> = pings.iter().map(lost_per_run).collect();
         eprintln!("localnet migration, {label}: longest gaps {gaps:?} ms");
         rows.push_str(&format!(
             "| {label} | {:.0} | {:.0} | {:.0} | {} |\n",

@@ -301,12 +301,13 @@ impl Add<'_> {
                 // A port parked by an older version gets the link-local entry now.
                 let mended =
                     names::mended_port_security(&existing.addresses, &existing.port_security);
+                let mended = mended.map(|m| vec![m]);
                 if nb.update_port_and_security(&existing, &options, &ext, mended.as_deref())? {
                     let mut after = existing.clone();
                     after.options = options;
                     after.external_ids = ext;
                     if let Some(m) = mended {
-                        after.port_security = vec![m];
+                        after.port_security = m;
                     }
                     return Ok(Claimed::Updated {
                         before: existing,
@@ -485,9 +486,17 @@ impl Add<'_> {
                 })
             }
             Undo::NbUpdated { before, after } => {
+                // The port security too, when this ADD mended it.
+                let security = (after.port_security != before.port_security)
+                    .then_some(before.port_security.as_slice());
                 port::nb_conn(&mut nb, &self.conf).and_then(|nb| {
-                    nb.update_port(&after, &before.options, &before.external_ids)
-                        .map(|_| ())
+                    nb.update_port_and_security(
+                        &after,
+                        &before.options,
+                        &before.external_ids,
+                        security,
+                    )
+                    .map(|_| ())
                 })
             }
         })

@@ -386,23 +386,35 @@ impl Nb {
         self.update_port_and_security(expect, options, external_ids, None)
     }
 
-    /// [`Nb::update_port`], and `port_security` too when `security` is given.
+    /// [`Nb::update_port`], and `port_security` too when `security` is given: then the wait
+    /// also covers the port security that was read, so an operator's change in between is
+    /// never overwritten (Ok(false), read again).
     pub fn update_port_and_security(
         &mut self,
         expect: &Port,
         options: &BTreeMap<String, String>,
         external_ids: &BTreeMap<String, String>,
-        security: Option<&str>,
+        security: Option<&[String]>,
     ) -> Result<bool, Error> {
         let pairs = str_pairs;
         let mut row = json!({ "options": pairs(options), "external_ids": pairs(external_ids) });
+        let mut txn = vec![port_unchanged(expect)];
         if let Some(s) = security {
-            row["port_security"] = value::set(vec![json!(s)]);
+            row["port_security"] = value::set(s.iter().map(|x| json!(x)).collect());
+            txn.push(ops::wait_eq(
+                "Logical_Switch_Port",
+                by_uuid(&expect.uuid),
+                &["port_security"],
+                json!([{ "port_security": value::set(
+                    expect.port_security.iter().map(|x| json!(x)).collect()
+                ) }]),
+            ));
         }
-        let txn = [
-            port_unchanged(expect),
-            ops::update("Logical_Switch_Port", by_uuid(&expect.uuid), row),
-        ];
+        txn.push(ops::update(
+            "Logical_Switch_Port",
+            by_uuid(&expect.uuid),
+            row,
+        ));
         match self.transact(&txn) {
             Ok(_) => Ok(true),
             Err(e) if e.is_wait_failed() => Ok(false),
