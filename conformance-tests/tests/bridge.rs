@@ -1620,23 +1620,11 @@ fn ipv6_only_router_advertisements_are_ignored_under_ipam_and_followed_in_l2_mod
 fn ipv6_only_a_router_on_the_datacenter_wire_is_reached_through_the_bridge() {
     let lab = Lab::new();
     let (router, far) = (Netns::new("v6-rtr"), Netns::new("v6-farh"));
-    lab.node.run_ok(&[
-        "ip",
-        "link",
-        "add",
-        "name",
-        "ens4",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        router.name(),
-    ]);
-    lab.node.sh_ok(
-        "ip link add br1 type bridge && ip link set ens4 master br1 && ip link set ens4 up && ip link set br1 up",
-    );
+    lab.node.sh_ok(&format!(
+        "ip link add ens4 type veth peer name eth0 netns {} \
+         && ip link add br1 type bridge && ip link set ens4 master br1 && ip link set ens4 up && ip link set br1 up",
+        router.name()
+    ));
     router.sh_ok(&format!(
         "sysctl -qw net.ipv6.conf.all.forwarding=1 && ip addr add fd00:8::1/64 dev eth0 nodad && ip link set eth0 up \
          && ip link add eth1 type veth peer name eth0 netns {} && ip addr add fd00:98::1/64 dev eth1 nodad && ip link set eth1 up",
