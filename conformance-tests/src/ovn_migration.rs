@@ -17,6 +17,18 @@ use crate::ovn::{addr_of, announce, call, ok_json, OvnLab, Vm};
 use crate::process::Streaming;
 use crate::{Netns, PluginDir};
 
+/// The longest silence a test accepts between two answers to the peer's pings across a
+/// migration. The guest announces itself in rounds at 0, 50, 200, 450 and 800 ms after the
+/// cut-over, as QEMU does; a round that reaches the target's port before ovn-controller has
+/// activated it is dropped, so on a loaded machine the pings can come back only with a later
+/// round (a CI run saw 528 ms). Idle, the outage is tens of ms (`make bench` measures it).
+/// What the bound catches is the cut-off it once had: the target's ADD took the port from the
+/// source before the VM ran there, and the pings stopped from that ADD to the activation,
+/// seconds. Whether the guest's announcements reach the peer is asserted on its capture
+/// ([`Moved::assert_advertised`]), not inferred from the outage: without them the ToR still
+/// learns the target from the VM's replies, usually within this bound (docs/ipv6.md).
+pub const MAX_OUTAGE_MS: f64 = 1500.0;
+
 /// One launcher pod: the node it runs on, its namespace, and its CNI_ARGS.
 #[derive(Debug)]
 pub struct Pod {
@@ -71,20 +83,24 @@ pub struct Moved {
 }
 
 impl Moved {
-    /// The pings went on through the move: at most `max_in_a_row` requests lost in a row, the
-    /// last ten answered, and never two answers to one request (the target, blocked until its
-    /// activation, never answered beside the source).
-    pub fn assert_recovered(&self, max_in_a_row: u64) {
+    /// The pings went on through the move: no silence between two answers longer than
+    /// [`MAX_OUTAGE_MS`], the last ten answered, and never two answers to one request (the
+    /// target, blocked until its activation, never answered beside the source).
+    pub fn assert_recovered(&self) {
         let gap = self.pings.longest_gap();
+        let silence = self.pings.longest_silence_ms();
         eprintln!(
             "migration: {} of {} lost, {gap} in a row, longest silence {:.0} ms",
             self.pings.lost(),
             self.pings.sent,
             self.pings.longest_silence_ms()
         );
+        eprintln!("migration timeline: {}", self.timeline());
         assert!(
-            gap <= max_in_a_row,
-            "{gap} requests lost in a row: {self:?}"
+            silence <= MAX_OUTAGE_MS,
+            "no answer for {silence:.0} ms ({gap} requests lost in a row), more than \
+             {MAX_OUTAGE_MS} ms; timeline: {}; {self:?}",
+            self.timeline()
         );
         assert!(
             self.pings.answered.last().map(|a| a.0) > Some(self.pings.sent - 10),
@@ -105,6 +121,31 @@ impl Moved {
                 self.heard
             );
         }
+    }
+
+    /// What happened around the cut-over, in ms from it: the last answer before, the first
+    /// announcement of each kind the peer heard, the first answer after.
+    pub fn timeline(&self) -> String {
+        let ms = |t: f64| (t - self.cut_over) * 1000.0;
+        let mut out = Vec::new();
+        if let Some(a) = self
+            .pings
+            .answered
+            .iter()
+            .rev()
+            .find(|a| a.1 < self.cut_over)
+        {
+            out.push(format!("last answer before #{} {:.0}", a.0, ms(a.1)));
+        }
+        for kind in ["rarp", "garp", "na"] {
+            if let Some(h) = self.heard_after_cut_over(kind).first() {
+                out.push(format!("first {kind} {:.0}", ms(h.at)));
+            }
+        }
+        if let Some(a) = self.pings.answered.iter().find(|a| a.1 >= self.cut_over) {
+            out.push(format!("first answer after #{} {:.0}", a.0, ms(a.1)));
+        }
+        out.join(", ")
     }
 
     /// The announcements heard after the cut-over.

@@ -373,12 +373,12 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
         format!("{},{}", lab.nodes[0].chassis, lab.nodes[2].chassis)
     );
     assert_eq!(moved.while_both["activation-strategy"], "rarp");
-    // What README and docs/ovn-overlay.md claim for this test: at most 25 requests lost in a
-    // row. It runs beside the other OVN tests, whose labs load both cores and slow
-    // ovn-controller's reaction to the RARP (8 lost seen there, 2 or 3 alone); the cut-off this
-    // guards against lasted from the target's ADD to its activation, seconds. make bench
-    // measures the outage itself.
-    moved.assert_recovered(25);
+    // What README and docs/ovn-overlay.md claim for this test: no silence over MAX_OUTAGE_MS
+    // (1.5 s). It runs beside the other OVN tests, whose labs load both cores and slow
+    // ovn-controller's reaction to the RARP (a CI run lost 31 in a row, 528 ms, in the IPv6
+    // localnet test; alone 1 to 3); the cut-off this guards against lasted from the target's ADD
+    // to its activation, seconds. make bench measures the outage itself.
+    moved.assert_recovered();
     let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
     assert_eq!(opts["requested-chassis"], lab.nodes[2].chassis);
     assert!(!opts.contains_key("activation-strategy"));
@@ -1092,7 +1092,7 @@ fn ipv6_only_a_persistent_layer2_vm_migrates_to_another_node_under_a_clients_pin
         format!("{},{}", lab.nodes[0].chassis, lab.nodes[1].chassis)
     );
     assert_eq!(moved.while_both["activation-strategy"], "rarp");
-    moved.assert_recovered(25);
+    moved.assert_recovered();
     moved.assert_advertised(&[&ip, &link_local(&mac)]);
     let opts = ovsdb_map(&lsp(&lab, port).expect("the claim's port")["options"]);
     assert_eq!(opts["requested-chassis"], lab.nodes[1].chassis);
