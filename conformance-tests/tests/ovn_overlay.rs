@@ -374,10 +374,8 @@ fn live_migration_binds_both_nodes_and_the_outage_is_milliseconds() {
     );
     assert_eq!(moved.while_both["activation-strategy"], "rarp");
     // What README and docs/ovn-overlay.md claim for this test: no silence over MAX_OUTAGE_MS
-    // (1.5 s). It runs beside the other OVN tests, whose labs load both cores and slow
-    // ovn-controller's reaction to the RARP (a CI run lost 31 in a row, 528 ms, in the IPv6
-    // localnet test; alone 1 to 3); the cut-off this guards against lasted from the target's ADD
-    // to its activation, seconds. make bench measures the outage itself.
+    // (1.5 s); alone 1 to 3 pings are lost. The cut-off this guards against lasted from the
+    // target's ADD to its activation, seconds. make bench measures the outage itself.
     moved.assert_recovered();
     let opts = ovsdb_map(&lsp(&lab, port).unwrap()["options"]);
     assert_eq!(opts["requested-chassis"], lab.nodes[2].chassis);

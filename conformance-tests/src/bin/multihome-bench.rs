@@ -1426,8 +1426,9 @@ fn localnet_migration(_iterations: usize) -> String {
     }
     format!(
         "## localnet: a VM's live migration, IPv4 against IPv6, outage under a 10 ms ping\n\n\
-         One localnet lab (OVN, two nodes, a top-of-rack switch); a router on the physical network\n\
-         pings the VM every 10 ms: an IPv4-only network and an IPv6-only one, single-stack routers.\n\
+         One localnet lab (OVN, two nodes, a top-of-rack switch: an OVS bridge whose revalidator\n\
+         runs every 100 ms, docs/ipv6.md); a router on the physical network pings the VM every\n\
+         10 ms: an IPv4-only network and an IPv6-only one, single-stack routers.\n\
          The migration of conformance-tests/src/ovn_migration.rs: the VM's port held by a claim,\n\
          the target pod's ADD (the port bound to both nodes, activated by RARP); after 100 answers\n\
          through the source, the cut-over (the source's NIC down; the target sends QEMU's five\n\
