@@ -590,6 +590,28 @@ fn requests_go_only_to_the_endpoints_the_node_names() {
         7,
         &["ipam.etcd_endpoints", "differs", "http://127.0.0.1:9"],
     );
+    // whereabouts' `etcd_host` alone, naming the server: on a node with no etcd set it is
+    // ignored, as whereabouts 0.6 and later ignore it, and the node's store is used.
+    let legacy = h.wb(json!({"etcd_host": server.url()}));
+    let out = h.call("whereabouts", "ADD", &legacy);
+    assert_eq!(out.json()["ips"][0]["address"], "10.150.0.1/24", "{out}");
+    let tool = ours("multihome-ipam").display().to_string();
+    let store = h.allowed.join("stores/wb").display().to_string();
+    let list = h.node.run_ok(&[&tool, "--store-dir", &store, "list"]);
+    assert!(
+        list.contains("10.150.0.1"),
+        "in the node's file store: {list}"
+    );
+    assert!(h.call("whereabouts", "DEL", &legacy).ok());
+    let list = h.node.run_ok(&[&tool, "--store-dir", &store, "list"]);
+    assert!(!list.contains("10.150.0.1"), "released: {list}");
+    // On a node whose etcd is another, it must name the node's.
+    let out = h.call_with(&ours("whereabouts"), &other, "ADD", &legacy);
+    refused(
+        &out,
+        7,
+        &["ipam.etcd_host", "differs", "http://127.0.0.1:9"],
+    );
     // The OVN databases likewise.
     for key in ["nbdb", "ovsdb"] {
         let c = json!({"cniVersion": "1.1.0", "name": "hostile", "type": "ovn-overlay",

@@ -676,6 +676,47 @@ fn datastore_kubernetes_from_whereabouts_flat_file_means_the_node_setting() {
 }
 
 #[test]
+fn etcd_host_alone_on_a_node_without_etcd_is_ignored_as_whereabouts_0_6_does() {
+    // whereabouts' published etcd example, on a node with no etcd set: the node's file store,
+    // and a warning naming the ignored key.
+    let lab = Lab::new();
+    let log = lab.scratch.join("whereabouts.log");
+    let mut conf = lab.conf(json!({"range": "10.104.0.0/24",
+        "etcd_host": "example-etcd-cluster-client.cluster.local:2379"}));
+    conf["ipam"]["log_file"] = json!(log);
+    conf["ipam"]["log_level"] = json!("info");
+    assert_eq!(ip_of(&lab.add("h", &conf)), "10.104.0.1/24");
+    assert_eq!(
+        lab.reservations(),
+        [("10.104.0.1".to_string(), "h".to_string())]
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("ipam.etcd_host \"example-etcd-cluster-client.cluster.local:2379\" is set without ipam.datastore")
+            && logged.contains("read as the embedded file store in"),
+        "{logged}"
+    );
+    // With another etcd key beside it, the configuration meant etcd: refused, as without
+    // etcd_host.
+    let mut keyed = conf.clone();
+    keyed["ipam"]["etcd_prefix"] = json!("/x");
+    let out = lab.add("h2", &keyed);
+    assert_eq!(out.error_code(), Some(7), "{out}");
+    assert!(
+        out.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("ipam.etcd_prefix"),
+        "{out}"
+    );
+    assert_eq!(
+        lab.reservations().len(),
+        1,
+        "nothing reserved by the refused ADD"
+    );
+}
+
+#[test]
 fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
     let lab = Lab::with(Backend::Etcd);
     let etcd = lab.etcd.as_ref().unwrap();

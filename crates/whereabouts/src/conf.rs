@@ -954,7 +954,7 @@ impl StoreKeys {
 }
 
 /// The etcd keys and their values, for the "set without datastore etcd" check. `etcd_host` is
-/// not among them: in whereabouts up to 0.5 it alone selected etcd.
+/// not among them: whereabouts' own readings of it are followed (see [`datastore`]).
 fn etcd_keys_set(raw: &StoreKeys) -> Option<String> {
     let strings = [
         ("etcd_prefix", &raw.etcd_prefix),
@@ -985,18 +985,35 @@ enum Source {
 
 fn datastore(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, Error> {
     match raw.datastore.as_deref().map(str::trim) {
-        // whereabouts <= 0.5 had no `datastore` key: `etcd_host` meant etcd.
+        // whereabouts up to 0.5 had no `datastore` key and read `etcd_host` as etcd; from 0.6
+        // it ignores `etcd_host` and uses its cluster store, which here is the node's store. The
+        // two readings meet where the node's store is etcd (`etcd_host` must then name it):
+        // the node's flat file saying it, or a node with etcd set. Elsewhere the node's store,
+        // as a configuration naming none gets, with the ignored key logged.
         None | Some("") if non_empty(raw.etcd_host.as_deref()).is_some() => {
-            etcd(raw, origin, source)
+            if source == Source::Node || node_etcd(origin)?.is_some() {
+                return etcd(raw, origin, source);
+            }
+            if let Some(what) = etcd_keys_set(raw) {
+                return Err(etcd_keys_without_datastore(&what));
+            }
+            let host = raw.etcd_host.as_deref().unwrap_or_default();
+            // A value from a flat file the configuration named is not repeated (see `annotate`).
+            let said = match origin.of("etcd_host") {
+                Some(flat) => format!("ipam.etcd_host (from {})", flat.display()),
+                None => format!("ipam.etcd_host {host:?}"),
+            };
+            cni::log_warn!(
+                "{said} is set without ipam.datastore and this node has no etcd set: ignored, \
+                 as whereabouts 0.6 and later ignore it; set the cluster's etcd in {} to keep \
+                 reservations there",
+                node_file_path().display()
+            );
+            node_datastore(raw, Some(&said), source)
         }
         None | Some("") => {
-            // Reservations kept on this node while the operator meant a shared etcd would hand
-            // the same address out on two nodes: refuse rather than guess.
             if let Some(what) = etcd_keys_set(raw) {
-                return Err(Error::invalid_config(format!(
-                    "{what} is set but ipam.datastore is not: set ipam.datastore to \"etcd\" \
-                     to use etcd, or to \"file\" to keep reservations on this node only"
-                )));
+                return Err(etcd_keys_without_datastore(&what));
             }
             node_datastore(raw, None, source)
         }
@@ -1017,6 +1034,15 @@ fn datastore(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datasto
              embedded file store, or use \"etcd\""
         ))),
     }
+}
+
+/// Etcd keys in a configuration that names no store: a shared store meant, a node-local one about
+/// to be used, which would hand the same address out on two nodes; refused rather than guessed.
+fn etcd_keys_without_datastore(what: &str) -> Error {
+    Error::invalid_config(format!(
+        "{what} is set but ipam.datastore is not: set ipam.datastore to \"etcd\" to use etcd, \
+         or to \"file\" to keep reservations on this node only"
+    ))
 }
 
 /// The store a configuration gets when it names none, or whereabouts' `"kubernetes"` (its
@@ -1119,9 +1145,25 @@ fn etcd(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, E
     if source == Source::Node {
         return Ok(Datastore::Etcd(etcd_conf(raw)?));
     }
-    let path = node_file_path();
-    // The node's etcd: its settings file's, else the one its whereabouts flat file names.
-    let flat = origin
+    let Some((node, path)) = node_etcd(origin)? else {
+        return Err(Error::invalid_config(format!(
+            "ipam.datastore \"etcd\": this node has no etcd cluster set; the node's etcd \
+             (endpoints, TLS files, credentials, prefix) is set in {} as \
+             {{\"datastore\": \"etcd\", \"etcd_endpoints\": [...]}}, and a network \
+             configuration may only repeat it",
+            node_file_path().display()
+        )));
+    };
+    governed_etcd(raw, node, &path)
+}
+
+/// The node's etcd and the file that sets it: its settings file's, else the one its whereabouts
+/// flat file names; `None` when the node has no etcd set.
+fn node_etcd(origin: &Origin) -> Result<Option<(EtcdConf, PathBuf)>, Error> {
+    if let Some(Datastore::Etcd(node)) = node_store()? {
+        return Ok(Some((node, node_file_path())));
+    }
+    Ok(origin
         .store
         .as_ref()
         .zip(origin.path.as_ref())
@@ -1130,21 +1172,7 @@ fn etcd(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datastore, E
                 || non_empty(keys.etcd_host.as_deref()).is_some();
             has.then(|| etcd_conf(keys).ok().map(|e| (e, p.clone())))
                 .flatten()
-        });
-    let (node, path) = match (node_store()?, flat) {
-        (Some(Datastore::Etcd(node)), _) => (node, path),
-        (_, Some((node, flat_path))) => (node, flat_path),
-        _ => {
-            return Err(Error::invalid_config(format!(
-                "ipam.datastore \"etcd\": this node has no etcd cluster set; the node's etcd \
-                 (endpoints, TLS files, credentials, prefix) is set in {} as \
-                 {{\"datastore\": \"etcd\", \"etcd_endpoints\": [...]}}, and a network \
-                 configuration may only repeat it",
-                path.display()
-            )))
-        }
-    };
-    governed_etcd(raw, node, &path)
+        }))
 }
 
 /// The node's etcd with the configuration's timeouts, once every node-level key the

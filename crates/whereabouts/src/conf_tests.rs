@@ -527,7 +527,26 @@ fn explicit_file_datastore_ignores_etcd_keys() {
 }
 
 #[test]
+fn etcd_host_alone_in_a_network_on_a_node_without_etcd_is_the_nodes_store() {
+    let c = ok(json!({"range": "10.0.0.0/24", "etcd_host": "e1:2379", "store_dir": "/tmp/s"}));
+    assert_eq!(
+        c.datastore,
+        Datastore::File {
+            dir: "/tmp/s".into()
+        }
+    );
+    let e = err(json!({"range": "10.0.0.0/24", "etcd_host": "e1:2379", "etcd_username": "u"}));
+    assert!(
+        e.msg
+            .contains("ipam.etcd_username \"u\" is set but ipam.datastore is not"),
+        "{}",
+        e.msg
+    );
+}
+
+#[test]
 fn etcd_host_alone_means_etcd_as_in_whereabouts_0_5() {
+    // In the node's own flat file: the node says which etcd.
     let c = ok_node(json!({"etcd_host": "e1:2379,e2:2379"}));
     let Datastore::Etcd(etcd) = c.datastore else {
         panic!("etcd_host alone selects etcd")
