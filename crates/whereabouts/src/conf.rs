@@ -991,8 +991,11 @@ fn datastore(raw: &StoreKeys, origin: &Origin, source: Source) -> Result<Datasto
         // the node's flat file saying it, or a node with etcd set. Elsewhere the node's store,
         // as a configuration naming none gets, with the ignored key logged.
         None | Some("") if non_empty(raw.etcd_host.as_deref()).is_some() => {
-            if source == Source::Node || node_etcd(origin)?.is_some() {
+            if source == Source::Node {
                 return etcd(raw, origin, source);
+            }
+            if let Some((node, path)) = node_etcd(origin)? {
+                return governed_etcd(raw, node, &path);
             }
             if let Some(what) = etcd_keys_set(raw) {
                 return Err(etcd_keys_without_datastore(&what));
